@@ -1,0 +1,13 @@
+//! The rules file as written: model, loading (file or directory), validation and lints.
+//! Pure apart from reading the files; no clock, no network.
+
+pub mod diagnostic;
+pub mod load;
+pub mod model;
+pub mod origin;
+mod validate;
+
+pub use diagnostic::{Diagnostic, Location, Severity, Subject};
+pub use load::{Loaded, Source, load_path, load_sources, read_sources};
+pub use model::{ActualResponses, HostScope, OriginEntry, Rule, Rules, Settings, TokenList, Unmatched};
+pub use origin::{HostOrigin, HostSpec, OriginPattern, PortSpec};

@@ -1,0 +1,142 @@
+//! The rules as validated: what the loader produces and the policy compiler consumes.
+//!
+//! Nothing here has been compiled for matching yet; every value is normalized and every
+//! entry keeps the place it was written, for diagnostics, `explain` and `/rules`.
+
+use super::diagnostic::Location;
+use super::origin::OriginPattern;
+
+/// The whole rule set: one file, or a directory of files read as one list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    pub settings: Settings,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub unmatched: Unmatched,
+    pub debug: bool,
+    pub cdn_max_age: u32,
+    pub actual_responses: ActualResponses,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            unmatched: Unmatched::Reject,
+            debug: false,
+            cdn_max_age: 0,
+            actual_responses: ActualResponses::Untouched,
+        }
+    }
+}
+
+/// What to do with a preflight that no rule's scope covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unmatched {
+    /// Deny it at the edge (403, reason `no_rule`).
+    Reject,
+    /// Pass it to the upstream, which answers it itself.
+    Forward,
+}
+
+/// Whether proxied responses get CORS headers filled in (DESIGN 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActualResponses {
+    Untouched,
+    Fill,
+}
+
+pub const DEFAULT_MAX_AGE: u32 = 7200;
+pub const MAX_MAX_AGE: u32 = 86_400;
+/// Chromium caps Access-Control-Max-Age at two hours (CORS-CHECKLIST 2.21).
+pub const CHROMIUM_MAX_AGE_CAP: u32 = 7200;
+pub const DEFAULT_METHODS: [&str; 3] = ["GET", "HEAD", "POST"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub name: String,
+    /// Where the `[[rule]]` table starts.
+    pub location: Location,
+    /// Empty: any host.
+    pub hosts: Vec<HostScope>,
+    /// Empty: any path.
+    pub paths: Vec<String>,
+    pub origins: Vec<OriginEntry>,
+    /// Methods as written (case-sensitive tokens).
+    pub methods: TokenList,
+    /// Header names, lowercased.
+    pub headers: TokenList,
+    /// Exposed response header names, lowercased.
+    pub expose: TokenList,
+    pub credentials: bool,
+    pub max_age: u32,
+    pub private_network: bool,
+    pub dangerously_allow_insecure_origins: bool,
+    pub dangerously_allow_public_suffix_globs: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginEntry {
+    pub pattern: OriginPattern,
+    pub location: Location,
+}
+
+/// A host scope entry; matched ASCII-case-insensitively, port ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostScope {
+    Exact(String),
+    /// `*.example.com`: stored as the suffix `.example.com`.
+    Subdomains(String),
+}
+
+impl HostScope {
+    pub fn covers(&self, host: &[u8]) -> bool {
+        match self {
+            HostScope::Exact(name) => host.eq_ignore_ascii_case(name.as_bytes()),
+            HostScope::Subdomains(suffix) => {
+                host.len() > suffix.len()
+                    && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for HostScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostScope::Exact(name) => f.write_str(name),
+            HostScope::Subdomains(suffix) => write!(f, "*{suffix}"),
+        }
+    }
+}
+
+/// A list of tokens where `*` stands for "any".
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TokenList {
+    /// `*` was listed.
+    pub any: bool,
+    /// The other items, in the order written, without duplicates.
+    pub items: Vec<String>,
+}
+
+impl TokenList {
+    pub fn contains_exact(&self, token: &[u8]) -> bool {
+        self.items.iter().any(|item| item.as_bytes() == token)
+    }
+
+    pub fn contains_ignore_case(&self, token: &[u8]) -> bool {
+        self.items
+            .iter()
+            .any(|item| item.as_bytes().eq_ignore_ascii_case(token))
+    }
+
+    /// The list as written: `*` first when present, then the items.
+    pub fn written(&self) -> Vec<&str> {
+        let star = self.any.then_some("*");
+        star.into_iter()
+            .chain(self.items.iter().map(String::as_str))
+            .collect()
+    }
+}
