@@ -265,7 +265,12 @@ impl<'a> FileWalker<'a> {
         }
     }
 
-    fn string<'v>(&mut self, subject: &Subject, key: &str, value: &'v Value<'_>) -> Option<&'v str> {
+    fn string<'v>(
+        &mut self,
+        subject: &Subject,
+        key: &str,
+        value: &'v Value<'_>,
+    ) -> Option<&'v str> {
         match value.get_ref() {
             DeValue::String(s) => Some(s.as_ref()),
             other => {
@@ -285,7 +290,9 @@ impl<'a> FileWalker<'a> {
         hint: &str,
     ) -> Option<i64> {
         let parsed = match value.get_ref() {
-            DeValue::Integer(i) => i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).ok(),
+            DeValue::Integer(i) => {
+                i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).ok()
+            }
             other => {
                 let message = format!("{key:?} must be an integer, found {}", other.type_str());
                 self.error(&value.span(), subject, message);
@@ -329,10 +336,8 @@ impl<'a> FileWalker<'a> {
             match item.get_ref() {
                 DeValue::String(s) => out.push((s.as_ref(), item.span())),
                 other => {
-                    let message = format!(
-                        "{key:?} must hold only strings, found {}",
-                        other.type_str()
-                    );
+                    let message =
+                        format!("{key:?} must hold only strings, found {}", other.type_str());
                     self.error(&item.span(), subject, message);
                 }
             }
@@ -400,9 +405,7 @@ impl<'a> FileWalker<'a> {
                 self.error(
                     &value.span(),
                     &subject,
-                    format!(
-                        "invalid name {written:?}: use 1 to 64 of a-z, 0-9, \"_\" and \"-\""
-                    ),
+                    format!("invalid name {written:?}: use 1 to 64 of a-z, 0-9, \"_\" and \"-\""),
                 );
             }
         }
@@ -461,7 +464,8 @@ impl<'a> FileWalker<'a> {
                 "origins" => {
                     saw_origins = true;
                     let entries = self.strings(&subject, key_name, value);
-                    if entries.is_empty() && matches!(value.get_ref(), DeValue::Array(a) if a.is_empty())
+                    if entries.is_empty()
+                        && matches!(value.get_ref(), DeValue::Array(a) if a.is_empty())
                     {
                         self.error(
                             &value.span(),
@@ -549,7 +553,8 @@ impl<'a> FileWalker<'a> {
             if item == "*" {
                 list.any = true;
             } else if !is_token(item.as_bytes()) {
-                let message = format!("invalid {what} {item:?}: not an HTTP token (RFC 9110 5.6.2)");
+                let message =
+                    format!("invalid {what} {item:?}: not an HTTP token (RFC 9110 5.6.2)");
                 self.error(&span, subject, message);
             } else {
                 let item = if lowercase {

@@ -9,5 +9,7 @@ mod validate;
 
 pub use diagnostic::{Diagnostic, Location, Severity, Subject};
 pub use load::{Loaded, Source, load_path, load_sources, read_sources};
-pub use model::{ActualResponses, HostScope, OriginEntry, Rule, Rules, Settings, TokenList, Unmatched};
+pub use model::{
+    ActualResponses, HostScope, OriginEntry, Rule, Rules, Settings, TokenList, Unmatched,
+};
 pub use origin::{HostOrigin, HostSpec, OriginPattern, PortSpec};

@@ -254,11 +254,7 @@ pub fn parse_origin(entry: &str) -> Result<OriginPattern, String> {
         }
     };
     let host = parse_host(host, &scheme, port).map_err(|why| invalid(&why))?;
-    Ok(OriginPattern::Host(HostOrigin {
-        scheme,
-        host,
-        port,
-    }))
+    Ok(OriginPattern::Host(HostOrigin { scheme, host, port }))
 }
 
 fn split_host_port(authority: &str) -> Result<(&str, Option<&str>), String> {
@@ -371,7 +367,10 @@ mod tests {
             ("tauri://localhost", "tauri://localhost"),
             ("null", "null"),
             ("*", "*"),
-            ("regex:https://pr-[0-9]+\\.x\\.com", "regex:https://pr-[0-9]+\\.x\\.com"),
+            (
+                "regex:https://pr-[0-9]+\\.x\\.com",
+                "regex:https://pr-[0-9]+\\.x\\.com",
+            ),
         ];
         for (entry, want) in cases {
             assert_eq!(normalized(entry), want, "entry {entry:?}");
@@ -381,24 +380,70 @@ mod tests {
     #[test]
     fn refuses_forms_a_browser_never_sends_and_says_how_to_write_them() {
         let cases = [
-            ("https://a.com/", r#"invalid origin "https://a.com/": an origin has no trailing slash; write "https://a.com""#),
-            ("https://a.com/app", r#"invalid origin "https://a.com/app": an origin has no path; write "https://a.com""#),
-            ("https://a.com?x", r#"invalid origin "https://a.com?x": an origin has no query; write "https://a.com""#),
-            ("https://u:p@a.com", r#"invalid origin "https://u:p@a.com": an origin has no userinfo; write "https://a.com""#),
-            ("example.com", r#"invalid origin "example.com": expected scheme://host[:port]; write "https://example.com""#),
-            ("https://*.", r#"invalid origin "https://*.": empty host label"#),
-            ("https://a..com", r#"invalid origin "https://a..com": empty host label"#),
-            ("https://a*.com", r#"invalid origin "https://a*.com": "*" may only stand for the leading labels, as in "https://*.example.com""#),
-            ("https://x.*.com", r#"invalid origin "https://x.*.com": "*" may only stand for the leading labels, as in "https://*.example.com""#),
-            ("https://a.com:99999", r#"invalid origin "https://a.com:99999": invalid port "99999""#),
-            ("https://a.com:", r#"invalid origin "https://a.com:": empty port"#),
-            ("https://bücher.de", r#"invalid origin "https://bücher.de": browsers send internationalized hosts in punycode; write "https://xn--bcher-kva.de""#),
-            ("NULL", r#"invalid origin "NULL": the opaque origin is written "null", in lowercase"#),
+            (
+                "https://a.com/",
+                r#"invalid origin "https://a.com/": an origin has no trailing slash; write "https://a.com""#,
+            ),
+            (
+                "https://a.com/app",
+                r#"invalid origin "https://a.com/app": an origin has no path; write "https://a.com""#,
+            ),
+            (
+                "https://a.com?x",
+                r#"invalid origin "https://a.com?x": an origin has no query; write "https://a.com""#,
+            ),
+            (
+                "https://u:p@a.com",
+                r#"invalid origin "https://u:p@a.com": an origin has no userinfo; write "https://a.com""#,
+            ),
+            (
+                "example.com",
+                r#"invalid origin "example.com": expected scheme://host[:port]; write "https://example.com""#,
+            ),
+            (
+                "https://*.",
+                r#"invalid origin "https://*.": empty host label"#,
+            ),
+            (
+                "https://a..com",
+                r#"invalid origin "https://a..com": empty host label"#,
+            ),
+            (
+                "https://a*.com",
+                r#"invalid origin "https://a*.com": "*" may only stand for the leading labels, as in "https://*.example.com""#,
+            ),
+            (
+                "https://x.*.com",
+                r#"invalid origin "https://x.*.com": "*" may only stand for the leading labels, as in "https://*.example.com""#,
+            ),
+            (
+                "https://a.com:99999",
+                r#"invalid origin "https://a.com:99999": invalid port "99999""#,
+            ),
+            (
+                "https://a.com:",
+                r#"invalid origin "https://a.com:": empty port"#,
+            ),
+            (
+                "https://bücher.de",
+                r#"invalid origin "https://bücher.de": browsers send internationalized hosts in punycode; write "https://xn--bcher-kva.de""#,
+            ),
+            (
+                "NULL",
+                r#"invalid origin "NULL": the opaque origin is written "null", in lowercase"#,
+            ),
             ("regex:", r#"invalid origin "regex:": empty regex"#),
-            ("http://::1", r#"invalid origin "http://::1": IPv6 hosts are written in brackets, e.g. "http://[::1]:8080""#),
+            (
+                "http://::1",
+                r#"invalid origin "http://::1": IPv6 hosts are written in brackets, e.g. "http://[::1]:8080""#,
+            ),
         ];
         for (entry, want) in cases {
-            assert_eq!(normalized(entry), format!("error: {want}"), "entry {entry:?}");
+            assert_eq!(
+                normalized(entry),
+                format!("error: {want}"),
+                "entry {entry:?}"
+            );
         }
     }
 

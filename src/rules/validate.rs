@@ -47,7 +47,8 @@ fn check_rule(rule: &Rule, diagnostics: &mut Vec<Diagnostic>) {
     let mut seen: HashMap<String, &Location> = HashMap::new();
     for entry in &rule.origins {
         let written = entry.pattern.to_string();
-        let error = |message: String| Diagnostic::error(entry.location.clone(), subject(rule), message);
+        let error =
+            |message: String| Diagnostic::error(entry.location.clone(), subject(rule), message);
         let warning =
             |message: String| Diagnostic::warning(entry.location.clone(), subject(rule), message);
         match &entry.pattern {
@@ -76,7 +77,8 @@ fn check_rule(rule: &Rule, diagnostics: &mut Vec<Diagnostic>) {
                 )));
             }
             OriginPattern::Host(origin)
-                if origin.is_public_suffix_glob() && !rule.dangerously_allow_public_suffix_globs =>
+                if origin.is_public_suffix_glob()
+                    && !rule.dangerously_allow_public_suffix_globs =>
             {
                 let HostSpec::Subdomains(domain) = &origin.host else {
                     continue;
@@ -121,9 +123,7 @@ fn check_rule(rule: &Rule, diagnostics: &mut Vec<Diagnostic>) {
             diagnostics.push(Diagnostic::warning(
                 rule.location.clone(),
                 subject(rule),
-                format!(
-                    "method {method:?} never matches a browser: fetch() sends it as {upper:?}"
-                ),
+                format!("method {method:?} never matches a browser: fetch() sends it as {upper:?}"),
             ));
         }
     }
@@ -249,7 +249,8 @@ fn shadows(earlier: &Rule, later: &Rule) -> bool {
     let methods = earlier.methods.any
         || (!later.methods.any
             && later.methods.items.iter().all(|m| {
-                SAFELISTED_METHODS.contains(&m.as_str()) || earlier.methods.contains_exact(m.as_bytes())
+                SAFELISTED_METHODS.contains(&m.as_str())
+                    || earlier.methods.contains_exact(m.as_bytes())
             }));
     hosts && paths && origins && methods && headers_cover(&earlier.headers, &later.headers)
 }

@@ -1,0 +1,162 @@
+//! Reading a preflight out of its header lines, bounded, without allocating.
+
+use http::header::{
+    ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, HeaderMap, ORIGIN,
+};
+use http::{HeaderName, Method};
+
+use crate::syntax::{is_token, trim_ows};
+
+/// Project policy (DESIGN 4.2): browsers do not bound ACRH (CORS-CHECKLIST 2.19), we do, so a
+/// hostile list costs no more than a normal one.
+pub const MAX_ORIGIN_BYTES: usize = 1024;
+pub const MAX_REQUEST_HEADERS_BYTES: usize = 4096;
+pub const MAX_REQUEST_HEADER_NAMES: usize = 64;
+
+pub static ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK: HeaderName =
+    HeaderName::from_static("access-control-request-private-network");
+
+/// CORS-CHECKLIST 1.1-1.4: a preflight is `OPTIONS` (byte-exact, 1.2) with both an `Origin`
+/// and an `Access-Control-Request-Method` field. Anything else is proxied untouched.
+#[inline]
+pub fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
+    method == Method::OPTIONS
+        && headers.contains_key(ORIGIN)
+        && headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+/// A preflight's request data, borrowed from its header lines.
+#[derive(Debug)]
+pub struct Preflight<'r> {
+    /// The `Origin` value, OWS trimmed (CORS-CHECKLIST 3.7).
+    pub origin: &'r [u8],
+    /// The `Access-Control-Request-Method` token.
+    pub method: &'r [u8],
+    pub headers: RequestedHeaders<'r>,
+    /// `Access-Control-Request-Private-Network: true` (other values count as absent, 6.1).
+    pub private_network: bool,
+}
+
+/// The names of `Access-Control-Request-Headers`, each a token, in the order sent.
+#[derive(Debug)]
+pub struct RequestedHeaders<'r> {
+    names: [&'r [u8]; MAX_REQUEST_HEADER_NAMES],
+    len: usize,
+}
+
+impl<'r> RequestedHeaders<'r> {
+    pub fn iter(&self) -> impl Iterator<Item = &'r [u8]> + '_ {
+        self.names[..self.len].iter().copied()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Why a preflight is malformed. Nothing of a malformed preflight is reflected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Malformed {
+    /// CORS-CHECKLIST 1.8 / 3.6: more than one `Origin` line.
+    DuplicateOrigin,
+    EmptyOrigin,
+    OriginTooLong,
+    /// A byte outside visible ASCII, or a comma: no browser sends it, and it must not be echoed.
+    OriginBytes,
+    /// CORS-CHECKLIST 1.8: more than one ACRM line.
+    DuplicateMethod,
+    /// CORS-CHECKLIST 1.8: ACRM empty or not one token.
+    MethodNotToken,
+    HeadersTooLong,
+    TooManyHeaders,
+    /// CORS-CHECKLIST 2.18: every non-empty ACRH item must be a token.
+    HeaderNotToken,
+}
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Malformed::DuplicateOrigin => "more than one Origin field",
+            Malformed::EmptyOrigin => "empty Origin",
+            Malformed::OriginTooLong => "Origin longer than 1024 bytes",
+            Malformed::OriginBytes => "Origin holds a byte no browser sends",
+            Malformed::DuplicateMethod => "more than one Access-Control-Request-Method field",
+            Malformed::MethodNotToken => "Access-Control-Request-Method is not one token",
+            Malformed::HeadersTooLong => "Access-Control-Request-Headers longer than 4096 bytes",
+            Malformed::TooManyHeaders => "Access-Control-Request-Headers names more than 64 fields",
+            Malformed::HeaderNotToken => "Access-Control-Request-Headers holds a non-token",
+        })
+    }
+}
+
+/// Exactly one field line, or an error for none / several.
+#[inline]
+fn single<'r>(
+    headers: &'r HeaderMap,
+    name: &HeaderName,
+    duplicate: Malformed,
+) -> Result<&'r [u8], Malformed> {
+    let mut lines = headers.get_all(name).iter();
+    let first = lines.next().ok_or(duplicate)?;
+    if lines.next().is_some() {
+        return Err(duplicate);
+    }
+    Ok(first.as_bytes())
+}
+
+pub fn parse(headers: &HeaderMap) -> Result<Preflight<'_>, Malformed> {
+    let origin = trim_ows(single(headers, &ORIGIN, Malformed::DuplicateOrigin)?);
+    if origin.is_empty() {
+        return Err(Malformed::EmptyOrigin);
+    }
+    if origin.len() > MAX_ORIGIN_BYTES {
+        return Err(Malformed::OriginTooLong);
+    }
+    if !origin.iter().all(|&b| b.is_ascii_graphic() && b != b',') {
+        return Err(Malformed::OriginBytes);
+    }
+    let method = trim_ows(single(
+        headers,
+        &ACCESS_CONTROL_REQUEST_METHOD,
+        Malformed::DuplicateMethod,
+    )?);
+    if !is_token(method) {
+        return Err(Malformed::MethodNotToken);
+    }
+    let mut requested = RequestedHeaders {
+        names: [&[]; MAX_REQUEST_HEADER_NAMES],
+        len: 0,
+    };
+    let lines = headers.get_all(ACCESS_CONTROL_REQUEST_HEADERS);
+    // Bound the total before splitting anything, so 1 MB of commas costs one length check.
+    let total: usize = lines.iter().map(|line| line.len()).sum();
+    if total > MAX_REQUEST_HEADERS_BYTES {
+        return Err(Malformed::HeadersTooLong);
+    }
+    // CORS-CHECKLIST 2.18: all lines, split on commas, OWS trimmed, empty items ignored.
+    for line in lines {
+        for item in line.as_bytes().split(|&b| b == b',') {
+            let item = trim_ows(item);
+            if item.is_empty() {
+                continue;
+            }
+            if !is_token(item) {
+                return Err(Malformed::HeaderNotToken);
+            }
+            if requested.len == MAX_REQUEST_HEADER_NAMES {
+                return Err(Malformed::TooManyHeaders);
+            }
+            requested.names[requested.len] = item;
+            requested.len += 1;
+        }
+    }
+    let private_network = headers
+        .get(&ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK)
+        .is_some_and(|v| trim_ows(v.as_bytes()) == b"true");
+    Ok(Preflight {
+        origin,
+        method,
+        headers: requested,
+        private_network,
+    })
+}
