@@ -27,13 +27,21 @@ pub fn run(args: &CheckArgs) -> ExitCode {
             println!("{diagnostic}");
         }
         let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
-        println!(
-            "{}: {}, {}, {}",
-            path.display(),
-            plural(rule_count, "rule"),
-            plural(errors, "error"),
-            plural(warnings, "warning")
-        );
+        let summary = if errors > 0 {
+            format!(
+                "{}, {} (rules not loaded)",
+                plural(errors, "error"),
+                plural(warnings, "warning")
+            )
+        } else {
+            format!(
+                "{}, {}, {}",
+                plural(rule_count, "rule"),
+                plural(errors, "error"),
+                plural(warnings, "warning")
+            )
+        };
+        println!("{}: {summary}", path.display());
         failed |= errors > 0 || (args.deny_warnings && warnings > 0);
     }
     if failed {

@@ -92,7 +92,7 @@ fn check_rule(rule: &Rule, diagnostics: &mut Vec<Diagnostic>) {
             OriginPattern::Regex(regex) if has_unescaped_dot(regex) => {
                 diagnostics.push(warning(format!(
                     "regex {regex:?} has an unescaped \".\", which matches any character; \
-                     write \"\\\\.\" for a literal dot"
+                     write \"\\\\.\" in a TOML string for a literal dot"
                 )));
             }
             _ => {}
