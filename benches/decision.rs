@@ -1,0 +1,178 @@
+//! Micro-benchmarks of the core: origin lookup as the rules grow, a whole decision, a hostile
+//! ACRH, and compiling a policy. Names are coordinates (`rules=10000/origin=denied`).
+//!
+//! Before criterion runs, each coordinate's heap allocations per operation are counted with a
+//! counting global allocator and printed, so "no allocation per lookup" is measured too.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use http::header::{ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, ORIGIN};
+use http::{HeaderMap, HeaderValue, Method};
+use preflightd::cors::{Decision, Request, decide};
+use preflightd::policy::{Policy, compile};
+use preflightd::rules::{Source, load_sources};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations_per_op(mut op: impl FnMut()) -> f64 {
+    const N: u64 = 1000;
+    op();
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..N {
+        op();
+    }
+    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / N as f64
+}
+
+/// `n` origins: one rule per origin, every tenth a subdomain glob, as in DESIGN 8.
+fn rules_text(n: usize) -> String {
+    let mut text = String::new();
+    for i in 0..n {
+        let origin = if i % 10 == 9 {
+            format!("https://*.tenant{i:05}.example.net")
+        } else {
+            format!("https://app{i:05}.customer{:02}.example.com", i % 97)
+        };
+        text.push_str(&format!(
+            "[[rule]]\nname = \"r{i}\"\norigins = [\"{origin}\"]\nmethods = [\"PUT\", \"DELETE\"]\nheaders = [\"content-type\", \"x-api-key\"]\n"
+        ));
+    }
+    text
+}
+
+fn policy(n: usize) -> Policy {
+    let loaded = load_sources(&[Source {
+        name: "bench.toml".into(),
+        text: rules_text(n),
+    }]);
+    compile(loaded.rules.expect("bench rules load")).expect("bench rules compile")
+}
+
+/// An allowed origin from the middle of the set (exact), one matched by a glob, and one denied.
+fn origins(n: usize) -> [(&'static str, String); 3] {
+    let exact = n / 2 - usize::from((n / 2) % 10 == 9);
+    let glob = (n / 2 / 10) * 10 + 9;
+    [
+        ("allowed", format!("https://app{exact:05}.customer{:02}.example.com", exact % 97)),
+        ("glob", format!("https://eu.api.tenant{glob:05}.example.net")),
+        ("denied", "https://app00001.customer01.example.org".to_owned()),
+    ]
+}
+
+fn preflight(origin: &str, acrh: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(ORIGIN, HeaderValue::from_str(origin).expect("origin"));
+    headers.insert(ACCESS_CONTROL_REQUEST_METHOD, HeaderValue::from_static("PUT"));
+    headers.insert(ACCESS_CONTROL_REQUEST_HEADERS, HeaderValue::from_str(acrh).expect("acrh"));
+    headers
+}
+
+fn decide_and_render(policy: &Policy, headers: &HeaderMap, out: &mut HeaderMap) -> u16 {
+    let request = Request {
+        method: &Method::OPTIONS,
+        host: Some(b"api.example.com"),
+        path: b"/v1/items",
+        headers,
+    };
+    match decide(policy, &request) {
+        Decision::Answer(answer) => {
+            out.clear();
+            answer.write_headers(headers, out);
+            answer.status().as_u16()
+        }
+        _ => 0,
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let sizes = [10, 1_000, 10_000];
+    let policies: Vec<(usize, Policy)> = sizes.iter().map(|&n| (n, policy(n))).collect();
+
+    println!("allocations per operation:");
+    for (n, policy) in &policies {
+        for (name, origin) in origins(*n) {
+            let allocs = allocations_per_op(|| {
+                policy.origins.for_each_match(black_box(origin.as_bytes()), |r| {
+                    black_box(r);
+                })
+            });
+            println!("  origin_lookup/rules={n}/origin={name}: {allocs}");
+        }
+    }
+
+    let mut group = c.benchmark_group("origin_lookup");
+    for (n, policy) in &policies {
+        for (name, origin) in origins(*n) {
+            group.bench_function(BenchmarkId::new(format!("rules={n}"), format!("origin={name}")), |b| {
+                b.iter(|| {
+                    let mut found = usize::MAX;
+                    policy
+                        .origins
+                        .for_each_match(black_box(origin.as_bytes()), |r| found = found.min(r));
+                    found
+                })
+            });
+        }
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("decision");
+    let (_, big) = &policies[2];
+    let [(_, allowed), _, (_, denied)] = origins(10_000);
+    let cases = [
+        ("rules=10000/origin=allowed/acrh=normal", preflight(&allowed, "content-type,x-api-key")),
+        ("rules=10000/origin=denied/acrh=normal", preflight(&denied, "content-type,x-api-key")),
+        ("rules=10000/origin=allowed/acrh=4k-evil", preflight(&allowed, &"x-a,".repeat(1024))),
+        ("rules=10000/origin=allowed/acrh=1m-commas", preflight(&allowed, &",".repeat(1 << 20))),
+    ];
+    println!("allocations per operation (decide + render headers into a reused map):");
+    for (name, headers) in &cases {
+        let mut out = HeaderMap::with_capacity(16);
+        let allocs = allocations_per_op(|| {
+            black_box(decide_and_render(big, black_box(headers), &mut out));
+        });
+        println!("  decision/{name}: {allocs}");
+    }
+    for (name, headers) in &cases {
+        let mut out = HeaderMap::with_capacity(16);
+        group.bench_function(*name, |b| b.iter(|| decide_and_render(big, black_box(headers), &mut out)));
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("compile");
+    group.sample_size(10);
+    for n in sizes {
+        let text = rules_text(n);
+        group.bench_function(format!("rules={n}"), |b| {
+            b.iter(|| {
+                let loaded = load_sources(&[Source {
+                    name: "bench.toml".into(),
+                    text: text.clone(),
+                }]);
+                compile(loaded.rules.expect("load")).expect("compile")
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(core, benches);
+criterion_main!(core);
