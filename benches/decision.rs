@@ -71,17 +71,35 @@ fn origins(n: usize) -> [(&'static str, String); 3] {
     let exact = n / 2 - usize::from((n / 2) % 10 == 9);
     let glob = (n / 2 / 10) * 10 + 9;
     [
-        ("allowed", format!("https://app{exact:05}.customer{:02}.example.com", exact % 97)),
-        ("glob", format!("https://eu.api.tenant{glob:05}.example.net")),
-        ("denied", "https://app00001.customer01.example.org".to_owned()),
+        (
+            "allowed",
+            format!(
+                "https://app{exact:05}.customer{:02}.example.com",
+                exact % 97
+            ),
+        ),
+        (
+            "glob",
+            format!("https://eu.api.tenant{glob:05}.example.net"),
+        ),
+        (
+            "denied",
+            "https://app00001.customer01.example.org".to_owned(),
+        ),
     ]
 }
 
 fn preflight(origin: &str, acrh: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(ORIGIN, HeaderValue::from_str(origin).expect("origin"));
-    headers.insert(ACCESS_CONTROL_REQUEST_METHOD, HeaderValue::from_static("PUT"));
-    headers.insert(ACCESS_CONTROL_REQUEST_HEADERS, HeaderValue::from_str(acrh).expect("acrh"));
+    headers.insert(
+        ACCESS_CONTROL_REQUEST_METHOD,
+        HeaderValue::from_static("PUT"),
+    );
+    headers.insert(
+        ACCESS_CONTROL_REQUEST_HEADERS,
+        HeaderValue::from_str(acrh).expect("acrh"),
+    );
     headers
 }
 
@@ -110,9 +128,11 @@ fn benches(c: &mut Criterion) {
     for (n, policy) in &policies {
         for (name, origin) in origins(*n) {
             let allocs = allocations_per_op(|| {
-                policy.origins.for_each_match(black_box(origin.as_bytes()), |r| {
-                    black_box(r);
-                })
+                policy
+                    .origins
+                    .for_each_match(black_box(origin.as_bytes()), |r| {
+                        black_box(r);
+                    })
             });
             println!("  origin_lookup/rules={n}/origin={name}: {allocs}");
         }
@@ -121,15 +141,18 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("origin_lookup");
     for (n, policy) in &policies {
         for (name, origin) in origins(*n) {
-            group.bench_function(BenchmarkId::new(format!("rules={n}"), format!("origin={name}")), |b| {
-                b.iter(|| {
-                    let mut found = usize::MAX;
-                    policy
-                        .origins
-                        .for_each_match(black_box(origin.as_bytes()), |r| found = found.min(r));
-                    found
-                })
-            });
+            group.bench_function(
+                BenchmarkId::new(format!("rules={n}"), format!("origin={name}")),
+                |b| {
+                    b.iter(|| {
+                        let mut found = usize::MAX;
+                        policy
+                            .origins
+                            .for_each_match(black_box(origin.as_bytes()), |r| found = found.min(r));
+                        found
+                    })
+                },
+            );
         }
     }
     group.finish();
@@ -138,10 +161,22 @@ fn benches(c: &mut Criterion) {
     let (_, big) = &policies[2];
     let [(_, allowed), _, (_, denied)] = origins(10_000);
     let cases = [
-        ("rules=10000/origin=allowed/acrh=normal", preflight(&allowed, "content-type,x-api-key")),
-        ("rules=10000/origin=denied/acrh=normal", preflight(&denied, "content-type,x-api-key")),
-        ("rules=10000/origin=allowed/acrh=4k-evil", preflight(&allowed, &"x-a,".repeat(1024))),
-        ("rules=10000/origin=allowed/acrh=1m-commas", preflight(&allowed, &",".repeat(1 << 20))),
+        (
+            "rules=10000/origin=allowed/acrh=normal",
+            preflight(&allowed, "content-type,x-api-key"),
+        ),
+        (
+            "rules=10000/origin=denied/acrh=normal",
+            preflight(&denied, "content-type,x-api-key"),
+        ),
+        (
+            "rules=10000/origin=allowed/acrh=4k-evil",
+            preflight(&allowed, &"x-a,".repeat(1024)),
+        ),
+        (
+            "rules=10000/origin=allowed/acrh=1m-commas",
+            preflight(&allowed, &",".repeat(1 << 20)),
+        ),
     ];
     println!("allocations per operation (decide + render headers into a reused map):");
     for (name, headers) in &cases {
@@ -153,7 +188,9 @@ fn benches(c: &mut Criterion) {
     }
     for (name, headers) in &cases {
         let mut out = HeaderMap::with_capacity(16);
-        group.bench_function(*name, |b| b.iter(|| decide_and_render(big, black_box(headers), &mut out)));
+        group.bench_function(*name, |b| {
+            b.iter(|| decide_and_render(big, black_box(headers), &mut out))
+        });
     }
     group.finish();
 
