@@ -1,7 +1,11 @@
-//! preflightd: thin entry point. Parses the command line and dispatches to `check` or
-//! `explain` (and, with the server, `serve`).
+//! preflightd: thin entry point. Parses the command line and dispatches to `serve`, `check`
+//! or `explain`.
 
 mod cli;
+
+// mimalloc: fewer cycles per allocation than glibc malloc under many threads, and flat RSS.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::ExitCode;
 
@@ -10,6 +14,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     match args.command {
+        cli::Command::Serve(serve) => preflightd::server::serve(serve.into_config()),
         cli::Command::Check(check) => cli::check::run(&check),
         cli::Command::Explain(explain) => cli::explain::run(&explain),
     }

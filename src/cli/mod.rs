@@ -3,7 +3,9 @@
 pub mod check;
 pub mod explain;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -20,6 +22,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Answer preflights from the rules and proxy everything else to the upstream
+    Serve(Box<ServeArgs>),
     /// Validate and lint rules files or directories; exit 0 ok, 1 errors (or warnings with --deny-warnings)
     Check(CheckArgs),
     /// Show which rule answers a preflight, why each other rule does not, and the exact answer
@@ -60,4 +64,119 @@ pub struct ExplainArgs {
     /// The preflight asks for private network access
     #[arg(long)]
     pub private_network: bool,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{e} (write e.g. \"250ms\", \"10s\", \"1m\")"))
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Rules file, or directory of *.toml files
+    #[arg(long, env = "PREFLIGHTD_RULES", default_value = "rules/")]
+    pub rules: PathBuf,
+    /// Where everything that is not a preflight goes: http://host[:port] or https://host[:port].
+    /// Unset: preflights are answered, everything else gets 502
+    #[arg(long, env = "PREFLIGHTD_UPSTREAM")]
+    pub upstream: Option<String>,
+    /// Data listener address (HTTP/1.1 and h2c)
+    #[arg(long, env = "PREFLIGHTD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Admin listener address (/metrics, /healthz, /readyz, /rules)
+    #[arg(
+        long,
+        env = "PREFLIGHTD_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9090"
+    )]
+    pub admin_listen: SocketAddr,
+    /// Worker threads [default: number of CPUs]
+    #[arg(long, env = "PREFLIGHTD_WORKERS")]
+    pub workers: Option<usize>,
+    /// Client connections open at once; further clients wait in the listen backlog
+    #[arg(long, env = "PREFLIGHTD_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers (slowloris protection)
+    #[arg(long, env = "PREFLIGHTD_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub header_read_timeout: Duration,
+    /// Largest request head accepted (HTTP/1.1 read buffer, HTTP/2 header list); larger gets 431
+    #[arg(long, env = "PREFLIGHTD_MAX_HEADER_BYTES", default_value_t = 65_536)]
+    pub max_header_bytes: usize,
+    /// Time to connect to the upstream before answering 502
+    #[arg(long, env = "PREFLIGHTD_UPSTREAM_CONNECT_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub upstream_connect_timeout: Duration,
+    /// Time for the upstream to send response headers before answering 504
+    #[arg(long, env = "PREFLIGHTD_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = duration)]
+    pub upstream_timeout: Duration,
+    /// Extra CA certificates (PEM) trusted for an https:// upstream, beside the system roots
+    #[arg(long, env = "PREFLIGHTD_UPSTREAM_CA")]
+    pub upstream_ca: Option<PathBuf>,
+    /// Do not add Via, X-Forwarded-For and X-Forwarded-Proto to proxied requests
+    #[arg(long, env = "PREFLIGHTD_NO_FORWARDED_HEADERS")]
+    pub no_forwarded_headers: bool,
+    /// Send the upstream's host in Host instead of the client's
+    #[arg(long, env = "PREFLIGHTD_REWRITE_HOST")]
+    pub rewrite_host: bool,
+    /// On SIGTERM/SIGINT, time for requests in flight to finish before exiting
+    #[arg(long, env = "PREFLIGHTD_SHUTDOWN_GRACE", default_value = "30s", value_parser = duration)]
+    pub shutdown_grace: Duration,
+    /// Log format on stderr; levels via RUST_LOG (default info)
+    #[arg(
+        long,
+        env = "PREFLIGHTD_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormatArg,
+    /// Quiet time after a change in the rules directory before reloading
+    #[arg(long, env = "PREFLIGHTD_RELOAD_DEBOUNCE", default_value = "250ms", value_parser = duration)]
+    pub reload_debounce: Duration,
+    /// Interval of the periodic re-check that catches missed file events
+    #[arg(long, env = "PREFLIGHTD_RELOAD_POLL", default_value = "30s", value_parser = duration)]
+    pub reload_poll: Duration,
+}
+
+impl ServeArgs {
+    pub fn into_config(self) -> preflightd::server::ServeConfig {
+        use preflightd::proxy::UpstreamConfig;
+        use preflightd::server::{LogFormat, ServeConfig};
+        let upstream = self
+            .upstream
+            .filter(|u| !u.is_empty())
+            .map(|url| UpstreamConfig {
+                url,
+                connect_timeout: self.upstream_connect_timeout,
+                response_timeout: self.upstream_timeout,
+                forwarded_headers: !self.no_forwarded_headers,
+                rewrite_host: self.rewrite_host,
+                extra_ca: self.upstream_ca,
+            });
+        ServeConfig {
+            rules: self.rules,
+            upstream,
+            listen: self.listen,
+            admin_listen: self.admin_listen,
+            workers: self.workers.unwrap_or_else(default_workers),
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+            max_header_bytes: self.max_header_bytes,
+            shutdown_grace: self.shutdown_grace,
+            log_format: match self.log_format {
+                LogFormatArg::Text => LogFormat::Text,
+                LogFormatArg::Json => LogFormat::Json,
+            },
+            reload_debounce: self.reload_debounce,
+            reload_poll: self.reload_poll,
+        }
+    }
 }

@@ -7,6 +7,7 @@
 
 mod answer;
 mod explain;
+mod fill;
 mod request;
 
 use http::{HeaderMap, Method};
@@ -14,6 +15,7 @@ use http::{HeaderMap, Method};
 use crate::policy::{CompiledRule, Policy};
 pub use answer::{ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK, Answer, Outcome, Reason};
 pub use explain::{Explanation, RuleStep, RuleTrace, explain};
+pub use fill::{Fill, fill_for};
 pub use request::{
     ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK, MAX_ORIGIN_BYTES, MAX_REQUEST_HEADER_NAMES,
     MAX_REQUEST_HEADERS_BYTES, Malformed, Preflight, is_preflight,

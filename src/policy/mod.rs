@@ -66,6 +66,7 @@ pub struct CompiledRule {
     pub allow_methods: AllowList,
     pub allow_headers: AllowList,
     pub max_age: HeaderValue,
+    /// `Access-Control-Expose-Headers` for filled actual responses.
     pub expose: Option<HeaderValue>,
 }
 

@@ -2,6 +2,9 @@
 
 mod cli;
 mod decision;
+mod harness;
+mod prometheus_text;
 mod properties;
+mod server;
 mod support;
 mod validation;

@@ -1,0 +1,269 @@
+//! The Prometheus registry and its families (DESIGN 7). No label takes request data.
+//!
+//! Counting on the request path takes no lock and no map lookup: labelled children are
+//! resolved once, into [`PreflightCounters`] per compiled policy (built beside the policy and
+//! swapped with it) and into plain handles here for the fixed label sets.
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+use crate::cors::{Outcome, Reason};
+use crate::policy::Policy;
+
+/// `rule` label of preflights no rule answered (`no_rule`, `origin`, `malformed`, `forwarded`).
+/// Rule names are `[a-z0-9_-]`, so this can never collide with one.
+pub const NO_RULE_LABEL: &str = "(none)";
+
+/// `result` label values, in the column order of [`PreflightCounters`].
+const RESULTS: [&str; 7] = [
+    "allowed",
+    "no_rule",
+    "origin",
+    "method",
+    "headers",
+    "malformed",
+    "forwarded",
+];
+
+fn result_column(outcome: Outcome) -> usize {
+    match outcome {
+        Outcome::Allowed => 0,
+        Outcome::Denied(Reason::NoRule) => 1,
+        Outcome::Denied(Reason::Origin) => 2,
+        Outcome::Denied(Reason::Method) => 3,
+        Outcome::Denied(Reason::Headers) => 4,
+        Outcome::Denied(Reason::Malformed) => 5,
+    }
+}
+
+const FORWARDED_COLUMN: usize = 6;
+
+pub const UPSTREAM_ERROR_KINDS: [&str; 4] = ["connect", "timeout", "reset", "protocol"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamError {
+    Connect,
+    Timeout,
+    Reset,
+    Protocol,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    preflight_requests: IntCounterVec,
+    pub preflight_duration: Histogram,
+    proxy_requests: [IntCounter; 5],
+    pub upstream_duration: Histogram,
+    upstream_errors: [IntCounter; 4],
+    pub connections_open: IntGauge,
+    reloads: IntCounterVec,
+    pub last_reload_successful: IntGauge,
+    pub last_reload_success_timestamp: Gauge,
+    pub rules_loaded: IntGauge,
+    rules_info: IntGaugeVec,
+}
+
+/// Latency buckets from 5 µs (a preflight answered from memory) to 30 s (a slow upstream).
+const BUCKETS: &[f64] = &[
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let preflight_requests = IntCounterVec::new(
+            Opts::new(
+                "preflightd_preflight_requests_total",
+                "CORS preflights, by the rule that answered and the result",
+            ),
+            &["rule", "result"],
+        )?;
+        let preflight_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "preflightd_preflight_duration_seconds",
+                "Time to decide and build a preflight answer",
+            )
+            .buckets(BUCKETS.to_vec()),
+        )?;
+        let proxy = IntCounterVec::new(
+            Opts::new(
+                "preflightd_proxy_requests_total",
+                "Requests passed to the upstream, by the status class answered",
+            ),
+            &["code_class"],
+        )?;
+        let upstream_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "preflightd_upstream_duration_seconds",
+                "Time from sending a request upstream to its response headers",
+            )
+            .buckets(BUCKETS.to_vec()),
+        )?;
+        let upstream_errors = IntCounterVec::new(
+            Opts::new(
+                "preflightd_upstream_errors_total",
+                "Upstream failures, by kind",
+            ),
+            &["kind"],
+        )?;
+        let connections_open = IntGauge::new(
+            "preflightd_connections_open",
+            "Client connections open on the data listener",
+        )?;
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "preflightd_rules_reloads_total",
+                "Rules reload attempts, by result and what triggered them",
+            ),
+            &["result", "trigger"],
+        )?;
+        let last_reload_successful = IntGauge::new(
+            "preflightd_rules_last_reload_successful",
+            "1 if the last reload attempt applied or found no change, 0 if it failed",
+        )?;
+        let last_reload_success_timestamp = Gauge::new(
+            "preflightd_rules_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful rules load",
+        )?;
+        let rules_loaded = IntGauge::new("preflightd_rules_loaded", "Rules in the active policy")?;
+        let rules_info = IntGaugeVec::new(
+            Opts::new(
+                "preflightd_rules_info",
+                "The active rules, by the sha256 of their files (1 for the active set)",
+            ),
+            &["sha256"],
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new("preflightd_build_info", "Build information"),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(preflight_requests.clone()),
+            Box::new(preflight_duration.clone()),
+            Box::new(proxy.clone()),
+            Box::new(upstream_duration.clone()),
+            Box::new(upstream_errors.clone()),
+            Box::new(connections_open.clone()),
+            Box::new(reloads.clone()),
+            Box::new(last_reload_successful.clone()),
+            Box::new(last_reload_success_timestamp.clone()),
+            Box::new(rules_loaded.clone()),
+            Box::new(rules_info.clone()),
+            Box::new(build_info),
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+        ];
+        for collector in collectors {
+            registry.register(collector)?;
+        }
+        let class = |c: &str| proxy.with_label_values(&[c]);
+        let kind = |k: &str| upstream_errors.with_label_values(&[k]);
+        // Every upstream error kind shows from the start, at 0, so alerts can rate() them.
+        Ok(Metrics {
+            proxy_requests: [
+                class("1xx"),
+                class("2xx"),
+                class("3xx"),
+                class("4xx"),
+                class("5xx"),
+            ],
+            upstream_errors: UPSTREAM_ERROR_KINDS.map(kind),
+            registry,
+            preflight_requests,
+            preflight_duration,
+            upstream_duration,
+            connections_open,
+            reloads,
+            last_reload_successful,
+            last_reload_success_timestamp,
+            rules_loaded,
+            rules_info,
+        })
+    }
+
+    pub fn count_proxy_status(&self, status: http::StatusCode) {
+        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.proxy_requests[class].inc();
+    }
+
+    pub fn count_upstream_error(&self, kind: UpstreamError) {
+        self.upstream_errors[kind as usize].inc();
+    }
+
+    pub fn count_reload(&self, result: &str, trigger: &str) {
+        self.reloads.with_label_values(&[result, trigger]).inc();
+    }
+
+    /// Marks `sha256` as the active rules (and no other).
+    pub fn set_rules_info(&self, sha256: &str, rules: usize) {
+        self.rules_info.reset();
+        self.rules_info.with_label_values(&[sha256]).set(1);
+        self.rules_loaded
+            .set(i64::try_from(rules).unwrap_or(i64::MAX));
+    }
+
+    /// The per-rule preflight counters of a policy. Each child is resolved on its first use
+    /// (then kept): a rule set of 10 000 rules does not export 70 000 series at zero.
+    pub fn preflight_counters(&self, policy: &Policy) -> PreflightCounters {
+        let row = |rule: &str| Row {
+            rule: rule.to_owned(),
+            cells: Default::default(),
+        };
+        PreflightCounters {
+            family: self.preflight_requests.clone(),
+            by_rule: policy.rule_names().map(row).collect(),
+            no_rule: row(NO_RULE_LABEL),
+        }
+    }
+
+    /// The Prometheus text exposition of every family.
+    pub fn render(&self) -> Result<Vec<u8>, prometheus::Error> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        Ok(out)
+    }
+}
+
+/// `preflightd_preflight_requests_total` handles for one policy: a row per rule, a column per
+/// result. After a cell's first use, counting is an atomic load and an atomic add: no lock,
+/// no label hashing.
+pub struct PreflightCounters {
+    family: IntCounterVec,
+    by_rule: Vec<Row>,
+    no_rule: Row,
+}
+
+struct Row {
+    rule: String,
+    cells: [OnceLock<IntCounter>; 7],
+}
+
+impl PreflightCounters {
+    #[inline]
+    fn cell(&self, rule: Option<usize>, column: usize) -> &IntCounter {
+        let row = rule
+            .and_then(|i| self.by_rule.get(i))
+            .unwrap_or(&self.no_rule);
+        row.cells[column].get_or_init(|| {
+            self.family
+                .with_label_values(&[row.rule.as_str(), RESULTS[column]])
+        })
+    }
+
+    #[inline]
+    pub fn count(&self, rule: Option<usize>, outcome: Outcome) {
+        self.cell(rule, result_column(outcome)).inc();
+    }
+
+    #[inline]
+    pub fn count_forwarded(&self) {
+        self.cell(None, FORWARDED_COLUMN).inc();
+    }
+}

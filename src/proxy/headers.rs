@@ -1,0 +1,155 @@
+//! Header hygiene between client and upstream (DESIGN 5): hop-by-hop fields removed
+//! (RFC 9110 §7.6.1), `Via` and `X-Forwarded-For` / `-Proto` appended. Everything else passes
+//! byte for byte, `Origin`, `Cookie`, `Authorization` and the upstream's own `Vary` and
+//! `Access-Control-*` included (CORS-CHECKLIST 4.1, 5.4).
+
+use http::header::{
+    CONNECTION, HeaderMap, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE, VIA,
+};
+
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static UPGRADE_TOKEN: HeaderValue = HeaderValue::from_static("upgrade");
+static TRAILERS: HeaderValue = HeaderValue::from_static("trailers");
+
+/// True for an HTTP/1.1 upgrade request (WebSocket): `Connection: upgrade` and `Upgrade`.
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(UPGRADE) && connection_has(headers, b"upgrade")
+}
+
+fn connection_has(headers: &HeaderMap, token: &[u8]) -> bool {
+    connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(token))
+}
+
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(crate::syntax::trim_ows)
+        .filter(|t| !t.is_empty())
+}
+
+/// Removes the hop-by-hop fields: those `Connection` names, and the fixed set. For an upgrade
+/// the `Upgrade` field and `Connection: upgrade` are kept, since the upstream must see them.
+/// `TE: trailers` from a client is renewed for the next hop: trailers are streamed through,
+/// and an upstream only sends them to a peer that says it accepts them.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let accepts_trailers = headers
+        .get_all(TE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|t| {
+            let t = crate::syntax::trim_ows(t);
+            t.len() >= 8 && t[..8].eq_ignore_ascii_case(b"trailers")
+        });
+    if headers.contains_key(CONNECTION) {
+        let named: Vec<HeaderName> = connection_tokens(headers)
+            .filter_map(|t| HeaderName::from_bytes(t).ok())
+            .collect();
+        for name in named {
+            if !(upgrade && name == UPGRADE) {
+                headers.remove(name);
+            }
+        }
+        headers.remove(CONNECTION);
+    }
+    for name in [&KEEP_ALIVE, &PROXY_CONNECTION, &TE, &TRANSFER_ENCODING] {
+        headers.remove(name);
+    }
+    if accepts_trailers {
+        headers.insert(TE, TRAILERS.clone());
+    }
+    if upgrade {
+        headers.insert(CONNECTION, UPGRADE_TOKEN.clone());
+    } else {
+        headers.remove(UPGRADE);
+    }
+}
+
+/// Appends one item to a list-valued field, keeping a single field line.
+pub fn append_item(headers: &mut HeaderMap, name: &HeaderName, item: &str) {
+    let joined = match headers.get(name) {
+        Some(existing) if !existing.is_empty() => {
+            let mut bytes = Vec::with_capacity(existing.len() + 2 + item.len());
+            bytes.extend_from_slice(existing.as_bytes());
+            bytes.extend_from_slice(b", ");
+            bytes.extend_from_slice(item.as_bytes());
+            HeaderValue::from_bytes(&bytes).ok()
+        }
+        _ => HeaderValue::from_str(item).ok(),
+    };
+    if let Some(value) = joined {
+        headers.insert(name.clone(), value);
+    }
+}
+
+/// `Via: <received-protocol> preflightd` (RFC 9110 §7.6.3), e.g. `1.1 preflightd`.
+pub fn append_via(headers: &mut HeaderMap, version: http::Version) {
+    let item = match version {
+        http::Version::HTTP_2 => "2 preflightd",
+        http::Version::HTTP_10 => "1.0 preflightd",
+        _ => "1.1 preflightd",
+    };
+    append_item(headers, &VIA, item);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                HeaderValue::from_str(value).expect("value"),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn removes_hop_by_hop_and_fields_named_in_connection() {
+        let mut headers = map(&[
+            ("connection", "keep-alive, X-Secret-Hop"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret-hop", "1"),
+            ("te", "gzip"),
+            ("upgrade", "websocket"),
+            ("proxy-connection", "keep-alive"),
+            ("origin", "https://a.example.com"),
+            ("trailer", "x-checksum"),
+        ]);
+        remove_hop_by_hop(&mut headers, false);
+        let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["origin", "trailer"]);
+    }
+
+    #[test]
+    fn renews_te_trailers_for_the_next_hop_only() {
+        let mut headers = map(&[("te", "trailers, deflate;q=0.5")]);
+        remove_hop_by_hop(&mut headers, false);
+        assert_eq!(headers["te"], "trailers");
+    }
+
+    #[test]
+    fn keeps_upgrade_for_websockets() {
+        let mut headers = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert!(is_upgrade(&headers));
+        remove_hop_by_hop(&mut headers, true);
+        assert_eq!(headers["upgrade"], "websocket");
+        assert_eq!(headers["connection"], "upgrade");
+    }
+
+    #[test]
+    fn appends_to_lists() {
+        let mut headers = map(&[("x-forwarded-for", "203.0.113.9")]);
+        append_item(&mut headers, &X_FORWARDED_FOR, "127.0.0.1");
+        append_via(&mut headers, http::Version::HTTP_11);
+        assert_eq!(headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+        assert_eq!(headers["via"], "1.1 preflightd");
+    }
+}

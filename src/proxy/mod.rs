@@ -1,0 +1,268 @@
+//! The upstream side (DESIGN 5): a pooled keep-alive client (`http://` or `https://` with
+//! rustls), requests and responses streamed both ways without buffering, trailers kept,
+//! upgrades tunnelled, failures answered 502 / 504 and counted.
+
+pub mod headers;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use crate::metrics::{Metrics, UpstreamError};
+use headers::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
+
+/// The response body type of the data listener: a fixed body the edge writes itself, or the
+/// upstream's body streamed through (no boxing, no buffering).
+pub type Body = Either<Full<Bytes>, Incoming>;
+
+pub fn fixed(text: &'static str) -> Body {
+    Either::Left(Full::new(Bytes::from_static(text.as_bytes())))
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub url: String,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub forwarded_headers: bool,
+    pub rewrite_host: bool,
+    /// Extra PEM CA certificates trusted for an `https://` upstream, beside the system roots.
+    pub extra_ca: Option<std::path::PathBuf>,
+}
+
+pub struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    scheme: Scheme,
+    authority: Authority,
+    host_value: HeaderValue,
+    response_timeout: Duration,
+    forwarded_headers: bool,
+    rewrite_host: bool,
+}
+
+static TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+
+impl Upstream {
+    pub fn new(config: &UpstreamConfig) -> Result<Self, String> {
+        let uri: Uri = config
+            .url
+            .parse()
+            .map_err(|e| format!("invalid --upstream {:?}: {e}", config.url))?;
+        let scheme = match uri.scheme_str() {
+            Some("http") => Scheme::HTTP,
+            Some("https") => Scheme::HTTPS,
+            _ => {
+                return Err(format!(
+                    "invalid --upstream {:?}: use http://host[:port] or https://host[:port]",
+                    config.url
+                ));
+            }
+        };
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| format!("invalid --upstream {:?}: no host", config.url))?;
+        if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
+            return Err(format!(
+                "invalid --upstream {:?}: paths are passed through as requested; give only scheme://host[:port]",
+                config.url
+            ));
+        }
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(config.connect_timeout));
+        let tls = tls_config(config.extra_ca.as_deref())?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .build(connector);
+        let host_value = HeaderValue::from_str(authority.as_str())
+            .map_err(|e| format!("invalid --upstream host: {e}"))?;
+        Ok(Upstream {
+            client,
+            scheme,
+            authority,
+            host_value,
+            response_timeout: config.response_timeout,
+            forwarded_headers: config.forwarded_headers,
+            rewrite_host: config.rewrite_host,
+        })
+    }
+
+    /// Sends `request` upstream and returns its response, or the 502 / 504 that replaces it.
+    pub async fn forward(
+        &self,
+        mut request: Request<Incoming>,
+        client: SocketAddr,
+        metrics: &Metrics,
+    ) -> Response<Body> {
+        let upgrade = headers::is_upgrade(request.headers());
+        let version = request.version();
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+        let (mut parts, body) = request.into_parts();
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        // HTTP/2 clients send the host as :authority; the upstream speaks HTTP/1.1 and needs a
+        // Host field, the one the client meant (kept unless --rewrite-host).
+        if self.rewrite_host {
+            parts
+                .headers
+                .insert(http::header::HOST, self.host_value.clone());
+        } else if !parts.headers.contains_key(http::header::HOST)
+            && let Some(authority) = parts.uri.authority()
+            && let Ok(value) = HeaderValue::from_str(authority.as_str())
+        {
+            parts.headers.insert(http::header::HOST, value);
+        }
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(self.scheme.clone());
+        uri.authority = Some(self.authority.clone());
+        uri.path_and_query = Some(path);
+        parts.uri = match Uri::from_parts(uri) {
+            Ok(uri) => uri,
+            Err(_) => return error_response(StatusCode::BAD_REQUEST, "bad request target\n"),
+        };
+        headers::remove_hop_by_hop(&mut parts.headers, upgrade);
+        if self.forwarded_headers {
+            headers::append_via(&mut parts.headers, version);
+            headers::append_item(
+                &mut parts.headers,
+                &X_FORWARDED_FOR,
+                &client.ip().to_string(),
+            );
+            headers::append_item(&mut parts.headers, &X_FORWARDED_PROTO, "http");
+        }
+        parts.version = http::Version::HTTP_11;
+        let upstream_request = Request::from_parts(parts, body);
+
+        let started = Instant::now();
+        let result =
+            tokio::time::timeout(self.response_timeout, self.client.request(upstream_request))
+                .await;
+        metrics
+            .upstream_duration
+            .observe(started.elapsed().as_secs_f64());
+        let mut response = match result {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                let kind = classify(&e);
+                metrics.count_upstream_error(kind);
+                tracing::warn!(error = %error_chain(&e), kind = ?kind, "upstream request failed");
+                let response = error_response(StatusCode::BAD_GATEWAY, "upstream request failed\n");
+                metrics.count_proxy_status(response.status());
+                return response;
+            }
+            Err(_) => {
+                metrics.count_upstream_error(UpstreamError::Timeout);
+                tracing::warn!(timeout = ?self.response_timeout, "upstream timed out");
+                let response = error_response(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n");
+                metrics.count_proxy_status(response.status());
+                return response;
+            }
+        };
+        metrics.count_proxy_status(response.status());
+        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if let (Some(client_upgrade), true) = (client_upgrade, switching) {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+        }
+        headers::remove_hop_by_hop(response.headers_mut(), switching);
+        response.map(Either::Right)
+    }
+}
+
+/// Copies bytes both ways between an upgraded client and upstream until either side closes.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    match tokio::try_join!(client, upstream) {
+        Ok((client, upstream)) => {
+            let mut client = TokioIo::new(client);
+            let mut upstream = TokioIo::new(upstream);
+            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                tracing::debug!(error = %e, "upgraded connection ended");
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
+    }
+}
+
+pub fn error_response(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut response = Response::new(fixed(text));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, TEXT_PLAIN.clone());
+    response
+}
+
+fn classify(error: &hyper_util::client::legacy::Error) -> UpstreamError {
+    if error.is_connect() {
+        return UpstreamError::Connect;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(hyper_error) = cause.downcast_ref::<hyper::Error>() {
+            if hyper_error.is_parse() || hyper_error.is_parse_status() || hyper_error.is_user() {
+                return UpstreamError::Protocol;
+            }
+            return UpstreamError::Reset;
+        }
+        source = cause.source();
+    }
+    UpstreamError::Reset
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn tls_config(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    // System roots: missing ones only matter for an https upstream signed by a public CA.
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = extra_ca {
+        use rustls::pki_types::pem::PemObject;
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("--upstream-ca {}: {e}", path.display()))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| format!("--upstream-ca {}: {e}", path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("--upstream-ca {}: {e}", path.display()))?;
+        }
+    }
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))
+        .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
+}

@@ -1,0 +1,213 @@
+//! Loading rules into the running server: read -> hash -> parse, validate, compile -> swap.
+//! A load that fails keeps the active policy. The first load at startup must succeed.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+use crate::metrics::{Metrics, PreflightCounters};
+use crate::policy::{Policy, compile};
+use crate::rules::{Diagnostic, Source, load_sources, read_sources};
+
+/// A compiled policy together with what the shell keeps beside it: its metric handles (so the
+/// request path counts without a label lookup) and where it came from.
+pub struct Active {
+    pub policy: Policy,
+    pub counters: PreflightCounters,
+    pub generation: u64,
+    pub sha256: String,
+    pub loaded_at: SystemTime,
+    pub files: Vec<String>,
+}
+
+/// A rule set read, hashed and compiled, not yet active.
+pub struct Candidate {
+    pub policy: Policy,
+    pub sha256: String,
+    pub files: Vec<String>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Why a load failed: every error, each with its place.
+#[derive(Debug)]
+pub struct LoadError(pub Vec<String>);
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("\n"))
+    }
+}
+
+/// The sha256 of a rule set: every file's name (not its directory, so replicas mounting the
+/// same ConfigMap at different paths agree) and content, in load order.
+pub fn sha256(sources: &[Source]) -> String {
+    let mut hasher = Sha256::new();
+    for source in sources {
+        let name = Path::new(source.name.as_ref())
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(source.text.as_bytes());
+        hasher.update([0]);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Reads `path` and returns its sources and their hash (the cheap half of a reload: an
+/// unchanged hash needs no compile).
+pub fn read(path: &Path) -> Result<(Vec<Source>, String), LoadError> {
+    let sources = read_sources(path).map_err(|d| LoadError(vec![d.to_string()]))?;
+    let hash = sha256(&sources);
+    Ok((sources, hash))
+}
+
+/// Parses, validates and compiles already-read sources.
+pub fn compile_sources(sources: &[Source], sha256: String) -> Result<Candidate, LoadError> {
+    let loaded = load_sources(sources);
+    let Some(rules) = loaded.rules else {
+        return Err(LoadError(
+            loaded.errors().map(ToString::to_string).collect(),
+        ));
+    };
+    let policy = compile(rules).map_err(|e| LoadError(vec![e.0]))?;
+    Ok(Candidate {
+        policy,
+        sha256,
+        files: sources.iter().map(|s| s.name.to_string()).collect(),
+        warnings: loaded.diagnostics,
+    })
+}
+
+/// Turns a candidate into the active snapshot, numbering it and recording it in the metrics.
+pub fn activate(candidate: Candidate, metrics: &Metrics, generations: &AtomicU64) -> Arc<Active> {
+    let counters = metrics.preflight_counters(&candidate.policy);
+    let now = SystemTime::now();
+    metrics.set_rules_info(&candidate.sha256, candidate.policy.rules.len());
+    metrics.last_reload_successful.set(1);
+    metrics.last_reload_success_timestamp.set(
+        now.duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64()),
+    );
+    Arc::new(Active {
+        generation: generations.fetch_add(1, Ordering::Relaxed) + 1,
+        policy: candidate.policy,
+        counters,
+        sha256: candidate.sha256,
+        loaded_at: now,
+        files: candidate.files,
+    })
+}
+
+/// What set a reload off (the `trigger` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Watch,
+    Signal,
+    Poll,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Watch => "watch",
+            Trigger::Signal => "signal",
+            Trigger::Poll => "poll",
+        }
+    }
+}
+
+/// One reload attempt: read and hash; if the content changed, parse, validate and compile;
+/// then swap. Blocking (file reads, compiling): run it off the request path.
+pub fn reload_now(shared: &crate::server::state::Shared, trigger: Trigger) {
+    let metrics = &shared.metrics;
+    let fail = |error: &LoadError| {
+        for line in &error.0 {
+            tracing::error!(trigger = trigger.as_str(), "{line}");
+        }
+        tracing::error!(
+            trigger = trigger.as_str(),
+            path = %shared.rules_path.display(),
+            "rules reload failed; keeping the active policy"
+        );
+        metrics.count_reload("failure", trigger.as_str());
+        metrics.last_reload_successful.set(0);
+    };
+    let (sources, sha) = match read(&shared.rules_path) {
+        Ok(read) => read,
+        Err(error) => return fail(&error),
+    };
+    if sha == shared.active.load().sha256 {
+        metrics.count_reload("unchanged", trigger.as_str());
+        metrics.last_reload_successful.set(1);
+        return;
+    }
+    match compile_sources(&sources, sha) {
+        Ok(candidate) => {
+            for warning in &candidate.warnings {
+                tracing::warn!("{warning}");
+            }
+            let active = activate(candidate, metrics, &shared.generations);
+            tracing::info!(
+                trigger = trigger.as_str(),
+                generation = active.generation,
+                rules = active.policy.rules.len(),
+                sha256 = %active.sha256,
+                "rules reloaded"
+            );
+            shared.swap(active);
+            metrics.count_reload("success", trigger.as_str());
+        }
+        Err(error) => fail(&error),
+    }
+}
+
+/// Starts what triggers reloads: SIGHUP and the periodic re-check.
+pub fn spawn_watchers(
+    config: &crate::server::ServeConfig,
+    shared: Arc<crate::server::state::Shared>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let poll = config.reload_poll;
+    tokio::spawn(triggers(shared, poll, stop));
+}
+
+async fn triggers(
+    shared: Arc<crate::server::state::Shared>,
+    poll: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(stream) => Some(stream),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP");
+            None
+        }
+    };
+    let mut ticker = tokio::time::interval(poll.max(std::time::Duration::from_millis(100)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        let trigger = tokio::select! {
+            _ = ticker.tick() => Trigger::Poll,
+            Some(()) = async {
+                match hangup.as_mut() {
+                    Some(stream) => stream.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => Trigger::Signal,
+            _ = stop.changed() => return,
+        };
+        let shared = Arc::clone(&shared);
+        let _ = tokio::task::spawn_blocking(move || reload_now(&shared, trigger)).await;
+    }
+}
