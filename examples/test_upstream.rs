@@ -1,6 +1,7 @@
 //! A real upstream for the integration tests and load benchmarks (not part of preflightd).
 //!
-//! `test_upstream [ADDR]` listens (default 127.0.0.1:0), prints `listening ADDR`, and serves:
+//! `test_upstream [ADDR] [--tls CERT.pem KEY.pem]` listens (default 127.0.0.1:0; with `--tls`
+//! it speaks HTTPS), prints `listening ADDR`, and serves:
 //! - `GET /__log`: JSON of every request seen so far (method, uri, version, raw header lines,
 //!   body length and sha256, trailers); `/__log` itself is not recorded;
 //! - `/stream?bytes=N`: streams N bytes (64 KiB chunks);
@@ -258,11 +259,48 @@ fn sha1_smol_like(key: &[u8]) -> String {
     hex(&Sha256::digest(key))
 }
 
+fn tls_acceptor(cert: &str, key: &str) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{cert}: {e}"))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{key}: {e}"))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| e.to_string())?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let address = std::env::args()
-        .nth(1)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let address = args
+        .first()
+        .filter(|a| !a.starts_with("--"))
+        .cloned()
         .unwrap_or_else(|| "127.0.0.1:0".into());
+    let tls = match args.iter().position(|a| a == "--tls") {
+        Some(i) => match (args.get(i + 1), args.get(i + 2)) {
+            (Some(cert), Some(key)) => match tls_acceptor(cert, key) {
+                Ok(acceptor) => Some(acceptor),
+                Err(e) => {
+                    eprintln!("test_upstream: {e}");
+                    std::process::exit(1);
+                }
+            },
+            _ => {
+                eprintln!("test_upstream: --tls CERT KEY");
+                std::process::exit(2);
+            }
+        },
+        None => None,
+    };
     let listener = match TcpListener::bind(&address).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -282,11 +320,24 @@ async fn main() {
         };
         let _ = stream.set_nodelay(true);
         let log = Arc::clone(&log);
+        let tls = tls.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| handle(Arc::clone(&log), request));
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await;
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            match tls {
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        let _ = builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .await;
+                    }
+                }
+                None => {
+                    let _ = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .await;
+                }
+            }
         });
     }
 }

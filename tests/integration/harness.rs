@@ -113,13 +113,25 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn start() -> Upstream {
+        Self::start_with(&[])
+    }
+
+    /// An HTTPS upstream with this certificate and key (PEM files).
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Upstream {
+        let (cert, key) = (cert.display().to_string(), key.display().to_string());
+        Self::start_with(&["127.0.0.1:0", "--tls", &cert, &key])
+    }
+
+    fn start_with(args: &[&str]) -> Upstream {
         let binary = target_dir().join("examples").join("test_upstream");
         assert!(
             binary.exists(),
-            "{} missing: cargo test builds examples",
+            "{} missing: `cargo test` builds it (or `cargo build --examples`)",
             binary.display()
         );
-        let process = spawn(Command::new(binary), true);
+        let mut command = Command::new(binary);
+        command.args(args);
+        let process = spawn(command, true);
         let line = process.wait_for_line("listening ");
         let address = line["listening ".len()..]
             .parse()

@@ -818,3 +818,33 @@ fn sighup_reloads_the_rules_at_once() {
     edge.process.signal("TERM");
     assert_eq!(edge.process.wait_exit(), Some(0));
 }
+
+#[test]
+fn an_https_upstream_is_verified_against_the_given_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).expect("write cert");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
+    let upstream = Upstream::start_tls(&cert, &key);
+    let url = format!("https://localhost:{}", upstream.address.port());
+    let request = "GET /v1/tls?x=1 HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n";
+
+    let trusting = Preflightd::start(
+        RULES,
+        Some(&url),
+        &["--upstream-ca", &cert.display().to_string()],
+    );
+    let response = send(trusting.data, request);
+    assert_eq!(response.status, 200, "{}", response.text());
+    let described: serde_json::Value = serde_json::from_slice(&response.body).expect("json");
+    assert_eq!(described["uri"], "/v1/tls?x=1");
+
+    // Without the CA, the self-signed upstream is refused: verification is real.
+    let untrusting = Preflightd::start(RULES, Some(&url), &[]);
+    assert_eq!(send(untrusting.data, request).status, 502);
+    assert_eq!(
+        untrusting.metric("preflightd_upstream_errors_total{kind=\"connect\"}"),
+        1.0
+    );
+}
