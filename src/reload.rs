@@ -170,29 +170,63 @@ pub fn reload_now(shared: &crate::server::state::Shared, trigger: Trigger) {
     }
 }
 
-/// Starts what triggers reloads: SIGHUP and the periodic re-check.
+/// Starts what triggers reloads (DESIGN 6): the directory watcher (debounced), SIGHUP and the
+/// periodic re-check. They all feed one reload task, so reloads never overlap: a slow compile
+/// of an older version can never be swapped in after a newer one.
 pub fn spawn_watchers(
     config: &crate::server::ServeConfig,
     shared: Arc<crate::server::state::Shared>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let poll = config.reload_poll;
-    tokio::spawn(triggers(shared, poll, stop));
-}
-
-async fn triggers(
-    shared: Arc<crate::server::state::Shared>,
-    poll: std::time::Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangup = match signal(SignalKind::hangup()) {
+    let (triggers, pending) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(reloader(shared, pending, stop.clone()));
+    // Installed here, before the server reports ready: a SIGHUP that arrived before its
+    // handler would take the default action and end the process.
+    let hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(stream) => Some(stream),
         Err(e) => {
             tracing::warn!(error = %e, "cannot listen for SIGHUP");
             None
         }
     };
+    tokio::spawn(signal_and_poll(
+        triggers.clone(),
+        hangup,
+        config.reload_poll,
+        stop.clone(),
+    ));
+    if config.watch {
+        watch_directory(&config.rules, config.reload_debounce, triggers, stop);
+    } else {
+        tracing::info!(
+            "file watching disabled; reloading on SIGHUP and every {:?}",
+            config.reload_poll
+        );
+    }
+}
+
+async fn reloader(
+    shared: Arc<crate::server::state::Shared>,
+    mut pending: tokio::sync::mpsc::Receiver<Trigger>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let trigger = tokio::select! {
+            Some(trigger) = pending.recv() => trigger,
+            _ = stop.changed() => return,
+        };
+        // Reading and compiling block: off the request path, on the blocking pool.
+        let shared = Arc::clone(&shared);
+        let _ = tokio::task::spawn_blocking(move || reload_now(&shared, trigger)).await;
+    }
+}
+
+async fn signal_and_poll(
+    triggers: tokio::sync::mpsc::Sender<Trigger>,
+    mut hangup: Option<tokio::signal::unix::Signal>,
+    poll: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut ticker = tokio::time::interval(poll.max(std::time::Duration::from_millis(100)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
@@ -207,7 +241,74 @@ async fn triggers(
             } => Trigger::Signal,
             _ = stop.changed() => return,
         };
-        let shared = Arc::clone(&shared);
-        let _ = tokio::task::spawn_blocking(move || reload_now(&shared, trigger)).await;
+        if triggers.send(trigger).await.is_err() {
+            return;
+        }
     }
+}
+
+/// Watches the directory that holds the rules, never the file alone: editors save by writing
+/// a temporary file and renaming it over, and a Kubernetes ConfigMap volume swaps a `..data`
+/// symlink, so the file's own inode is replaced rather than written. Any event there (reads
+/// aside) re-arms the debounce; when the directory has been quiet for `debounce`, one reload
+/// runs, and its hash check makes unrelated events cost one read.
+fn watch_directory(
+    rules: &Path,
+    debounce: std::time::Duration,
+    triggers: tokio::sync::mpsc::Sender<Trigger>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let directory = if rules.is_dir() {
+        rules.to_path_buf()
+    } else {
+        match rules.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        }
+    };
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let signal = Arc::clone(&changed);
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Our own reads show up as access events; only changes count.
+        if event.is_ok_and(|e| !matches!(e.kind, EventKind::Access(_))) {
+            signal.notify_one();
+        }
+    });
+    let mut watcher = match watcher {
+        Ok(watcher) => watcher,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the file watcher; relying on SIGHUP and the periodic re-check");
+            return;
+        }
+    };
+    if let Err(e) = watcher.watch(&directory, RecursiveMode::NonRecursive) {
+        tracing::warn!(
+            directory = %directory.display(),
+            error = %e,
+            "cannot watch the rules directory; relying on SIGHUP and the periodic re-check"
+        );
+        return;
+    }
+    tracing::info!(directory = %directory.display(), debounce = ?debounce, "watching the rules directory");
+    tokio::spawn(async move {
+        let _watcher = watcher;
+        loop {
+            tokio::select! {
+                () = changed.notified() => {}
+                _ = stop.changed() => return,
+            }
+            // Debounce: wait until the directory has been quiet for `debounce`.
+            loop {
+                tokio::select! {
+                    () = changed.notified() => {}
+                    () = tokio::time::sleep(debounce) => break,
+                    _ = stop.changed() => return,
+                }
+            }
+            if triggers.send(Trigger::Watch).await.is_err() {
+                return;
+            }
+        }
+    });
 }

@@ -144,6 +144,9 @@ pub struct ServeArgs {
     /// Interval of the periodic re-check that catches missed file events
     #[arg(long, env = "PREFLIGHTD_RELOAD_POLL", default_value = "30s", value_parser = duration)]
     pub reload_poll: Duration,
+    /// Do not watch the rules directory; reload only on SIGHUP and the periodic re-check
+    #[arg(long, env = "PREFLIGHTD_NO_WATCH")]
+    pub no_watch: bool,
 }
 
 impl ServeArgs {
@@ -177,6 +180,7 @@ impl ServeArgs {
             },
             reload_debounce: self.reload_debounce,
             reload_poll: self.reload_poll,
+            watch: !self.no_watch,
         }
     }
 }

@@ -44,6 +44,8 @@ pub struct ServeConfig {
     pub log_format: LogFormat,
     pub reload_debounce: Duration,
     pub reload_poll: Duration,
+    /// Watch the rules directory for changes (off: SIGHUP and the periodic re-check only).
+    pub watch: bool,
 }
 
 pub fn init_logging(format: LogFormat) {
@@ -148,6 +150,10 @@ async fn run(config: ServeConfig, shared: Arc<Shared>) -> ExitCode {
         stop_rx.clone(),
     ));
     crate::reload::spawn_watchers(&config, Arc::clone(&shared), stop_rx.clone());
+    // Registered before the server says it is ready, so no early SIGTERM is lost.
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
     shared.ready.store(true, Ordering::Release);
     tracing::info!(
         listen = %local(&listener),
@@ -155,7 +161,7 @@ async fn run(config: ServeConfig, shared: Arc<Shared>) -> ExitCode {
         upstream = config.upstream.as_ref().map_or("(none)", |u| u.url.as_str()),
         "serving"
     );
-    let shutdown = shutdown_signal();
+    let shutdown = shutdown_signal(terminate.ok(), interrupt.ok());
     tokio::pin!(shutdown);
     let graceful = GracefulShutdown::new();
     let limit = Arc::new(Semaphore::new(config.max_connections.max(1)));
@@ -237,18 +243,20 @@ fn connection_builder(config: &ServeConfig) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let terminate = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut stream) => {
+async fn shutdown_signal(
+    terminate: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
+) {
+    async fn recv(stream: Option<tokio::signal::unix::Signal>) {
+        match stream {
+            Some(mut stream) => {
                 stream.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
-    };
+    }
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-        () = terminate => tracing::info!("SIGTERM received"),
+        () = recv(interrupt) => tracing::info!("SIGINT received"),
+        () = recv(terminate) => tracing::info!("SIGTERM received"),
     }
 }

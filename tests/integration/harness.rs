@@ -166,10 +166,23 @@ pub struct Preflightd {
 impl Preflightd {
     /// Starts `preflightd serve` with `rules` (a rules file's text) and extra flags.
     pub fn start(rules: &str, upstream: Option<&str>, extra: &[&str]) -> Preflightd {
+        Self::start_with_setup(
+            |dir| std::fs::write(dir.join("rules.toml"), rules).expect("write rules"),
+            upstream,
+            extra,
+        )
+    }
+
+    /// Starts `preflightd serve --rules <dir>` after `setup` has filled the rules directory.
+    pub fn start_with_setup(
+        setup: impl FnOnce(&std::path::Path),
+        upstream: Option<&str>,
+        extra: &[&str],
+    ) -> Preflightd {
         let dir = tempfile::tempdir().expect("tempdir");
         let rules_dir = dir.path().join("rules");
         std::fs::create_dir(&rules_dir).expect("mkdir rules");
-        std::fs::write(rules_dir.join("rules.toml"), rules).expect("write rules");
+        setup(&rules_dir);
         let mut command = Command::new(env!("CARGO_BIN_EXE_preflightd"));
         command
             .arg("serve")

@@ -5,6 +5,7 @@ mod decision;
 mod harness;
 mod prometheus_text;
 mod properties;
+mod reload;
 mod server;
 mod support;
 mod validation;

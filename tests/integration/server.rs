@@ -802,24 +802,6 @@ fn the_first_load_must_succeed_or_the_process_exits_non_zero() {
 }
 
 #[test]
-fn sighup_reloads_the_rules_at_once() {
-    let mut edge = Preflightd::start(RULES, None, &["--reload-poll", "1h"]);
-    let request = preflight("/", "api.example.com", "https://new.example.com", "PUT", "");
-    assert_eq!(send(edge.data, &request).status, 403);
-    let updated = RULES.replace("https://app.example.com", "https://new.example.com");
-    std::fs::write(edge.rules_dir().join("rules.toml"), updated).expect("write rules");
-    edge.process.signal("HUP");
-    edge.process.wait_for_line("rules reloaded");
-    assert_eq!(send(edge.data, &request).status, 204);
-    assert_eq!(
-        edge.metric("preflightd_rules_reloads_total{result=\"success\",trigger=\"signal\"}"),
-        1.0
-    );
-    edge.process.signal("TERM");
-    assert_eq!(edge.process.wait_exit(), Some(0));
-}
-
-#[test]
 fn an_https_upstream_is_verified_against_the_given_ca() {
     let dir = tempfile::tempdir().expect("tempdir");
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
