@@ -11,6 +11,7 @@
 //! - `/ws`: a WebSocket-style upgrade (101), then echoes every byte it receives;
 //! - `/status/N`: answers status N;
 //! - `/small`: a fixed 13-byte body, for load tests (not recorded);
+//! - `/page`: an HTML page for browser tests (not recorded);
 //! - anything else: 200 with the request described as JSON, and headers a CORS-aware
 //!   upstream would send (`Vary`, `Access-Control-Allow-Origin`).
 
@@ -49,6 +50,17 @@ async fn handle(log: Log, mut request: Request<Incoming>) -> Result<Response<Bod
     // The load-test path: answered at once, never recorded (the log would grow under wrk).
     if path == "/small" {
         return Ok(Response::new(full("hello, world\n")));
+    }
+    // A page for browser tests to run fetch() from (its origin is this server's).
+    if path == "/page" {
+        let mut response = Response::new(full(
+            "<!doctype html><title>preflightd browser test</title><p>ready</p>\n",
+        ));
+        response.headers_mut().insert(
+            "content-type",
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        return Ok(response);
     }
     if path == "/__log" {
         let entries = log.lock().map(|l| l.clone()).unwrap_or_default();

@@ -4,19 +4,32 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages the test suites drive for real (Debian names). Installed only when absent.
+sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+apt_updated=""
+apt_install() {
+  [ -n "$apt_updated" ] || { $sudo apt-get update -qq; apt_updated=1; }
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@"
+}
+
+# Debian packages the suites drive for real (Chromium for the browser tests: Debian's
+# package, never a downloaded browser build). Installed only when absent.
 need=()
-for pkg in $(cat scripts/test-packages.txt 2>/dev/null | sed 's/#.*//'); do
+for pkg in $(sed 's/#.*//' scripts/test-packages.txt); do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
+command -v node >/dev/null && command -v npm >/dev/null || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+  apt_install "${need[@]}"
 fi
 
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
 
-# Unit tests, integration tests (real binary, real sockets on loopback) and doc tests.
-cargo test --locked --all-features -- --test-threads="${TEST_THREADS:-2}"
+# playwright-core (drives /usr/bin/chromium; it downloads no browser), pinned by the lock file.
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+fi
+
+# Unit tests, integration tests (real binary, real upstream process, real Chromium, on
+# loopback), doc tests. `cargo test` also builds examples/test_upstream.rs, which they run.
+cargo test --locked -- --test-threads="${TEST_THREADS:-2}"
