@@ -15,6 +15,7 @@ pub mod syntax;
 // Shell.
 pub mod admin;
 pub mod metrics;
+pub mod notify;
 pub mod proxy;
 pub mod reload;
 pub mod server;

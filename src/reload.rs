@@ -215,9 +215,17 @@ async fn reloader(
             Some(trigger) = pending.recv() => trigger,
             _ = stop.changed() => return,
         };
-        // Reading and compiling block: off the request path, on the blocking pool.
+        // Reading and compiling block: off the request path, on the blocking pool. systemd
+        // (ExecReload sends SIGHUP) waits for READY=1 to end a reload it asked for.
         let shared = Arc::clone(&shared);
+        let signalled = trigger == Trigger::Signal;
+        if signalled {
+            crate::notify::reloading();
+        }
         let _ = tokio::task::spawn_blocking(move || reload_now(&shared, trigger)).await;
+        if signalled {
+            crate::notify::ready();
+        }
     }
 }
 

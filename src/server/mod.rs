@@ -155,6 +155,7 @@ async fn run(config: ServeConfig, shared: Arc<Shared>) -> ExitCode {
     let terminate = signal(SignalKind::terminate());
     let interrupt = signal(SignalKind::interrupt());
     shared.ready.store(true, Ordering::Release);
+    crate::notify::ready();
     tracing::info!(
         listen = %local(&listener),
         admin = %admin_address,
@@ -209,6 +210,7 @@ async fn run(config: ServeConfig, shared: Arc<Shared>) -> ExitCode {
     // is dropped), let requests in flight finish within the grace, then exit 0.
     drop(listener);
     shared.ready.store(false, Ordering::Release);
+    crate::notify::stopping();
     tracing::info!(grace = ?config.shutdown_grace, "shutting down");
     if tokio::time::timeout(config.shutdown_grace, graceful.shutdown())
         .await

