@@ -3,7 +3,7 @@
 //! `test_upstream [ADDR] [--tls CERT.pem KEY.pem]` listens (default 127.0.0.1:0; with `--tls`
 //! it speaks HTTPS), prints `listening ADDR`, and serves:
 //! - `GET /__log`: JSON of every request seen so far (method, uri, version, raw header lines,
-//!   body length and sha256, trailers); `/__log` itself is not recorded;
+//!   body length and sha256, trailers, the peer address); `/__log` itself is not recorded;
 //! - `/stream?bytes=N`: streams N bytes (64 KiB chunks);
 //! - `/upload`: reads the whole request body as it streams, answers its length and sha256;
 //! - `/slow?ms=N`: waits N ms, then answers;
@@ -45,7 +45,11 @@ fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn handle(log: Log, mut request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn handle(
+    log: Log,
+    peer: std::net::SocketAddr,
+    mut request: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let path = request.uri().path().to_owned();
     // The load-test path: answered at once, never recorded (the log would grow under wrk).
     if path == "/small" {
@@ -88,7 +92,7 @@ async fn handle(log: Log, mut request: Request<Incoming>) -> Result<Response<Bod
             .get("sec-websocket-key")
             .map(|v| v.as_bytes().to_vec())
             .unwrap_or_default();
-        record(&log, &method, &uri, &version, &headers, 0, "", &[]);
+        record(&log, peer, &method, &uri, &version, &headers, 0, "", &[]);
         let upgrade = hyper::upgrade::on(&mut request);
         tokio::spawn(async move {
             if let Ok(upgraded) = upgrade.await {
@@ -133,7 +137,7 @@ async fn handle(log: Log, mut request: Request<Incoming>) -> Result<Response<Bod
     }
     let sha = hex(&hasher.finalize());
     record(
-        &log, &method, &uri, &version, &headers, length, &sha, &trailers,
+        &log, peer, &method, &uri, &version, &headers, length, &sha, &trailers,
     );
 
     let rebuilt = Request::builder()
@@ -210,6 +214,7 @@ async fn handle(log: Log, mut request: Request<Incoming>) -> Result<Response<Bod
 #[allow(clippy::too_many_arguments)]
 fn record(
     log: &Log,
+    peer: std::net::SocketAddr,
     method: &str,
     uri: &str,
     version: &str,
@@ -221,7 +226,7 @@ fn record(
     if let Ok(mut log) = log.lock() {
         log.push(serde_json::json!({
             "method": method, "uri": uri, "version": version, "headers": headers,
-            "length": length, "sha256": sha, "trailers": trailers,
+            "length": length, "sha256": sha, "trailers": trailers, "peer": peer.to_string(),
         }));
     }
 }
@@ -330,14 +335,14 @@ async fn main() {
     println!("listening {local}");
     let log: Log = Arc::default();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
         let log = Arc::clone(&log);
         let tls = tls.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request| handle(Arc::clone(&log), request));
+            let service = service_fn(move |request| handle(Arc::clone(&log), peer, request));
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             match tls {
                 Some(acceptor) => {

@@ -43,6 +43,7 @@ pub struct UpstreamConfig {
 
 pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    connector: HttpsConnector<HttpConnector>,
     scheme: Scheme,
     authority: Authority,
     host_value: HeaderValue,
@@ -50,6 +51,18 @@ pub struct Upstream {
     forwarded_headers: bool,
     rewrite_host: bool,
 }
+
+/// One upstream HTTP/1 connection owned by one client connection.
+///
+/// An HTTP/1.1 client sends its requests one after another, so the connection it arrived on
+/// can keep one upstream connection for all of them: no pool lookup (a mutex and a hash of
+/// the pool key per request), no sharing. The slot is a lock-free single cell: a request
+/// takes the connection out and puts it back once the upstream answered. HTTP/2 clients
+/// (concurrent streams) and upgrades use the shared pool instead.
+#[derive(Default)]
+pub struct Affinity(crossbeam_utils::atomic::AtomicCell<Option<Box<UpstreamConnection>>>);
+
+type UpstreamConnection = hyper::client::conn::http1::SendRequest<Incoming>;
 
 static TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 
@@ -93,11 +106,12 @@ impl Upstream {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
-            .build(connector);
+            .build(connector.clone());
         let host_value = HeaderValue::from_str(authority.as_str())
             .map_err(|e| format!("invalid --upstream host: {e}"))?;
         Ok(Upstream {
             client,
+            connector,
             scheme,
             authority,
             host_value,
@@ -113,6 +127,7 @@ impl Upstream {
         mut request: Request<Incoming>,
         client: SocketAddr,
         metrics: &Metrics,
+        affinity: &Affinity,
     ) -> Response<Body> {
         let upgrade = headers::is_upgrade(request.headers());
         let version = request.version();
@@ -157,18 +172,26 @@ impl Upstream {
         let upstream_request = Request::from_parts(parts, body);
 
         let started = Instant::now();
-        let result =
-            tokio::time::timeout(self.response_timeout, self.client.request(upstream_request))
-                .await;
+        let pooled = upgrade || version == http::Version::HTTP_2;
+        let exchange = async {
+            if pooled {
+                return self
+                    .client
+                    .request(upstream_request)
+                    .await
+                    .map_err(|e| (classify(&e), error_chain(&e)));
+            }
+            self.send_affine(upstream_request, affinity).await
+        };
+        let result = tokio::time::timeout(self.response_timeout, exchange).await;
         metrics
             .upstream_duration
             .observe(started.elapsed().as_secs_f64());
         let mut response = match result {
             Ok(Ok(response)) => response,
-            Ok(Err(e)) => {
-                let kind = classify(&e);
+            Ok(Err((kind, e))) => {
                 metrics.count_upstream_error(kind);
-                tracing::warn!(error = %error_chain(&e), kind = ?kind, "upstream request failed");
+                tracing::warn!(error = %e, kind = ?kind, "upstream request failed");
                 let response = error_response(StatusCode::BAD_GATEWAY, "upstream request failed\n");
                 metrics.count_proxy_status(response.status());
                 return response;
@@ -189,6 +212,76 @@ impl Upstream {
         }
         headers::remove_hop_by_hop(response.headers_mut(), switching);
         response.map(Either::Right)
+    }
+}
+
+impl Upstream {
+    /// Sends through the client connection's own upstream connection, opening it when there
+    /// is none or the last one closed.
+    async fn send_affine(
+        &self,
+        mut request: Request<Incoming>,
+        affinity: &Affinity,
+    ) -> Result<Response<Incoming>, (UpstreamError, String)> {
+        // A connection of our own speaks origin form (`GET /path?query`): the absolute URI
+        // is only how the pooled client picks its pool. It also adds no Host by itself.
+        let origin_form = request
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *request.uri_mut() = Uri::from(origin_form);
+        if !request.headers().contains_key(http::header::HOST) {
+            request
+                .headers_mut()
+                .insert(http::header::HOST, self.host_value.clone());
+        }
+        let mut connection = match affinity.0.take() {
+            Some(mut connection) => match connection.ready().await {
+                Ok(()) => connection,
+                // The upstream closed it (idle timeout, restart): open another.
+                Err(_) => self.connect().await?,
+            },
+            None => self.connect().await?,
+        };
+        let response = connection.send_request(request).await.map_err(|e| {
+            let kind = if e.is_parse() || e.is_parse_status() || e.is_user() {
+                UpstreamError::Protocol
+            } else {
+                UpstreamError::Reset
+            };
+            (kind, error_chain(&e))
+        })?;
+        // Ready again once this response's body has been read; the next request waits for it.
+        affinity.0.store(Some(connection));
+        Ok(response)
+    }
+
+    async fn connect(&self) -> Result<Box<UpstreamConnection>, (UpstreamError, String)> {
+        use tower_service::Service;
+        let target = Uri::from_parts({
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(self.scheme.clone());
+            parts.authority = Some(self.authority.clone());
+            parts.path_and_query = Some(PathAndQuery::from_static("/"));
+            parts
+        })
+        .map_err(|e| (UpstreamError::Connect, e.to_string()))?;
+        let mut connector = self.connector.clone();
+        let io = connector
+            .call(target)
+            .await
+            .map_err(|e| (UpstreamError::Connect, error_chain(e.as_ref())))?;
+        let (sender, connection) = hyper::client::conn::http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| (UpstreamError::Connect, error_chain(&e)))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+        });
+        Ok(Box::new(sender))
     }
 }
 

@@ -10,10 +10,11 @@ use hyper::body::Incoming;
 
 use super::state::Shared;
 use crate::cors::{self, Decision, Outcome};
-use crate::proxy::{Body, error_response, fixed};
+use crate::proxy::{Affinity, Body, error_response, fixed};
 
 pub async fn handle(
     shared: Arc<Shared>,
+    affinity: Arc<Affinity>,
     request: Request<Incoming>,
     client: SocketAddr,
 ) -> Result<Response<Body>, Infallible> {
@@ -74,7 +75,9 @@ pub async fn handle(
         return Ok(response);
     };
     let version = request.version();
-    let mut response = upstream.forward(request, client, &shared.metrics).await;
+    let mut response = upstream
+        .forward(request, client, &shared.metrics, &affinity)
+        .await;
     // The client's protocol, not the upstream's (an HTTP/1.0 upstream must not downgrade an
     // HTTP/1.1 client's status line).
     *response.version_mut() = version;

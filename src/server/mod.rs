@@ -189,8 +189,15 @@ async fn run(config: ServeConfig, shared: Arc<Shared>) -> ExitCode {
         };
         let _ = stream.set_nodelay(true);
         let service_shared = Arc::clone(&shared);
+        // This connection's own upstream connection (HTTP/1.1 clients), dropped with it.
+        let affinity = Arc::new(crate::proxy::Affinity::default());
         let service = service_fn(move |request| {
-            handler::handle(Arc::clone(&service_shared), request, client)
+            handler::handle(
+                Arc::clone(&service_shared),
+                Arc::clone(&affinity),
+                request,
+                client,
+            )
         });
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)

@@ -892,3 +892,51 @@ fn systemd_is_notified_of_ready_reloading_and_stopping() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn a_client_connection_keeps_one_upstream_connection_alive() {
+    let upstream = Upstream::start();
+    let edge = Preflightd::start(RULES, Some(&upstream.url()), &[]);
+    let request = "GET /v1/keep HTTP/1.1\r\nHost: api.example.com\r\n\r\n";
+    let mut peers = Vec::new();
+    for _ in 0..2 {
+        // Three requests on one keep-alive client connection.
+        let stream = connect(edge.data);
+        let mut writer = stream.try_clone().expect("clone");
+        let mut reader = BufReader::new(stream);
+        for _ in 0..3 {
+            writer.write_all(request.as_bytes()).expect("write");
+            assert_eq!(read_response(&mut reader).status, 200);
+        }
+        let log = upstream.log();
+        let last: Vec<String> = log[log.len() - 3..]
+            .iter()
+            .map(|e| e["peer"].as_str().expect("peer").to_owned())
+            .collect();
+        assert!(
+            last.iter().all(|p| *p == last[0]),
+            "one upstream connection per client connection: {last:?}"
+        );
+        peers.push(last[0].clone());
+    }
+    assert_ne!(
+        peers[0], peers[1],
+        "each client connection has its own upstream connection"
+    );
+}
+
+#[test]
+fn an_http_1_0_request_without_host_gets_the_upstreams_host() {
+    let upstream = Upstream::start();
+    let edge = Preflightd::start(RULES, Some(&upstream.url()), &[]);
+    let response = send(edge.data, "GET /v1/old HTTP/1.0\r\n\r\n");
+    assert_eq!(response.status, 200);
+    let log = upstream.log();
+    let headers: Vec<(String, String)> =
+        serde_json::from_value(log[0]["headers"].clone()).expect("headers");
+    assert!(
+        headers.contains(&("host".to_owned(), upstream.address.to_string())),
+        "{headers:?}"
+    );
+    assert_eq!(log[0]["uri"], "/v1/old");
+}
