@@ -133,10 +133,19 @@ fn build_automaton(
                 .match_kind(MatchKind::All)
                 .start_kind(StartKind::Anchored)
                 .dfa_size_limit(Some(limit))
-                .determinize_size_limit(Some(limit)),
+                .determinize_size_limit(Some(limit))
+                // The DFA is walked by hand, never through regex-automata's search
+                // routines, so their accelerated states would only cost build time.
+                .accelerate(false),
         )
         .syntax(regex_syntax())
-        .thompson(thompson::Config::new().utf8(false))
+        // Only which patterns matched matters, never where a group was: an NFA without
+        // capture states is smaller and determinizes faster.
+        .thompson(
+            thompson::Config::new()
+                .utf8(false)
+                .which_captures(thompson::WhichCaptures::None),
+        )
         .build_many(patterns)
         .map_err(|e| e.to_string())?;
     let start = dfa
