@@ -1,6 +1,8 @@
 //! A bare hyper 1 server with a constant response: what hyper itself costs, next to the raw
 //! floor and to preflightd. Used by benches/load/run.py, not by preflightd.
-//!   floor_hyper ADDR RESPONSE_FILE [WORKERS]
+//!   floor_hyper ADDR RESPONSE_FILE [WORKERS] [--auto]
+//! `--auto` serves through hyper-util's auto builder (HTTP/1.1 + h2c) with upgrades, as
+//! preflightd does, to show what that connection stack costs over plain HTTP/1.1.
 //! RESPONSE_FILE holds a raw HTTP/1.1 response (status line and headers; no body is sent).
 
 use std::convert::Infallible;
@@ -41,6 +43,7 @@ fn main() {
         std::process::exit(2);
     };
     let workers = args.get(3).and_then(|w| w.parse().ok()).unwrap_or(1);
+    let auto = args.iter().any(|a| a == "--auto");
     let raw = std::fs::read_to_string(file).unwrap_or_else(|e| {
         eprintln!("{file}: {e}");
         std::process::exit(1);
@@ -70,9 +73,18 @@ fn main() {
                     }
                     async move { Ok::<_, Infallible>(response) }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                if auto {
+                    let builder = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    );
+                    let _ = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .await;
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                }
             });
         }
     });
