@@ -8,6 +8,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+mod common;
+
+use common::rules_text;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::header::{ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, ORIGIN};
 use http::{HeaderMap, HeaderValue, Method};
@@ -40,22 +43,6 @@ fn allocations_per_op(mut op: impl FnMut()) -> f64 {
         op();
     }
     (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / N as f64
-}
-
-/// `n` origins: one rule per origin, every tenth a subdomain glob, as in DESIGN 8.
-fn rules_text(n: usize) -> String {
-    let mut text = String::new();
-    for i in 0..n {
-        let origin = if i % 10 == 9 {
-            format!("https://*.tenant{i:05}.example.net")
-        } else {
-            format!("https://app{i:05}.customer{:02}.example.com", i % 97)
-        };
-        text.push_str(&format!(
-            "[[rule]]\nname = \"r{i}\"\norigins = [\"{origin}\"]\nmethods = [\"PUT\", \"DELETE\"]\nheaders = [\"content-type\", \"x-api-key\"]\n"
-        ));
-    }
-    text
 }
 
 fn policy(n: usize) -> Policy {

@@ -7,25 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use arc_swap::ArcSwap;
+mod common;
+
+use common::rules_text;
 use criterion::{Criterion, criterion_group, criterion_main};
 use preflightd::metrics::Metrics;
 use preflightd::reload::{activate, compile_sources, sha256};
 use preflightd::rules::Source;
-
-fn rules_text(n: usize) -> String {
-    let mut text = String::new();
-    for i in 0..n {
-        let origin = if i % 10 == 9 {
-            format!("https://*.tenant{i:05}.example.net")
-        } else {
-            format!("https://app{i:05}.customer{:02}.example.com", i % 97)
-        };
-        text.push_str(&format!(
-            "[[rule]]\nname = \"r{i}\"\norigins = [\"{origin}\"]\nmethods = [\"PUT\", \"DELETE\"]\nheaders = [\"content-type\"]\n"
-        ));
-    }
-    text
-}
 
 fn benches(c: &mut Criterion) {
     let metrics = Metrics::new().expect("metrics");

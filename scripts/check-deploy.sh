@@ -6,12 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-apt_updated=""
-apt_install() {
-  [ -n "$apt_updated" ] || { $sudo apt-get update -qq; apt_updated=1; }
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@"
-}
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 command -v promtool >/dev/null || apt_install prometheus
 command -v systemd-analyze >/dev/null || apt_install systemd
 
