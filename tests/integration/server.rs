@@ -940,3 +940,51 @@ fn an_http_1_0_request_without_host_gets_the_upstreams_host() {
     );
     assert_eq!(log[0]["uri"], "/v1/old");
 }
+
+#[test]
+fn forwarded_headers_can_be_switched_off_and_host_rewritten() {
+    let upstream = Upstream::start();
+    let edge = Preflightd::start(
+        RULES,
+        Some(&upstream.url()),
+        &["--no-forwarded-headers", "--rewrite-host"],
+    );
+    let response = send(
+        edge.data,
+        "GET /v1/plain HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(response.status, 200);
+    let log = upstream.log();
+    let headers: Vec<(String, String)> =
+        serde_json::from_value(log[0]["headers"].clone()).expect("headers");
+    let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| ["via", "x-forwarded-for", "x-forwarded-proto"].contains(n)),
+        "{headers:?}"
+    );
+    assert!(
+        headers.contains(&("host".to_owned(), upstream.address.to_string())),
+        "{headers:?}"
+    );
+}
+
+#[test]
+fn a_request_head_over_the_limit_is_refused_with_431() {
+    let edge = Preflightd::start(RULES, None, &["--max-header-bytes", "16384"]);
+    let big = "a".repeat(32 * 1024);
+    let response = send(
+        edge.data,
+        &format!(
+            "GET / HTTP/1.1\r\nHost: api.example.com\r\nX-Big: {big}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(response.status, 431, "{}", response.status_line);
+    // Within the limit, the same request is served (here: no upstream, so 502).
+    let small = send(
+        edge.data,
+        "GET / HTTP/1.1\r\nHost: api.example.com\r\nX-Small: a\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(small.status, 502);
+}
