@@ -100,7 +100,7 @@ fn respond(shared: &Shared, request: &Request<Incoming>) -> Response<Full<Bytes>
 }
 
 fn rules_json(active: &Active) -> Value {
-    let settings = &active.policy.settings;
+    let settings = active.policy.settings();
     let rules: Vec<Value> = active
         .policy
         .source

@@ -30,14 +30,6 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 5] = [
-        Reason::NoRule,
-        Reason::Origin,
-        Reason::Method,
-        Reason::Headers,
-        Reason::Malformed,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::NoRule => "no_rule",
@@ -106,7 +98,7 @@ impl<'p> Answer<'p> {
         // 204 with the allowed lists, so the browser's own console names the culprit.
         let grants = match outcome {
             Outcome::Allowed => true,
-            Outcome::Denied(Reason::Method | Reason::Headers) => policy.settings.debug,
+            Outcome::Denied(Reason::Method | Reason::Headers) => policy.settings().debug,
             Outcome::Denied(_) => false,
         };
         let private_network =

@@ -19,8 +19,7 @@ pub use origin_matcher::OriginMatcher;
 pub struct Policy {
     pub rules: Vec<CompiledRule>,
     pub origins: OriginMatcher,
-    pub settings: Settings,
-    /// The rules as loaded, for `/rules` and `explain`.
+    /// The rules as loaded: settings, and the rules as written for `/rules` and `explain`.
     pub source: Rules,
     /// True when some rule has neither `hosts` nor `paths`: every request is in scope.
     unscoped_rule: bool,
@@ -143,7 +142,6 @@ pub fn compile(rules: Rules) -> Result<Policy, CompileError> {
     Ok(Policy {
         rules: compiled,
         origins,
-        settings: rules.settings.clone(),
         source: rules,
         unscoped_rule,
         scopes,
@@ -192,12 +190,16 @@ impl Policy {
                 .any(|(hosts, paths)| scope_covers(hosts, paths, host, path))
     }
 
+    pub fn settings(&self) -> &Settings {
+        &self.source.settings
+    }
+
     pub fn forwards_unmatched(&self) -> bool {
-        self.settings.unmatched == Unmatched::Forward
+        self.source.settings.unmatched == Unmatched::Forward
     }
 
     pub fn fills_actual_responses(&self) -> bool {
-        self.settings.actual_responses == ActualResponses::Fill
+        self.source.settings.actual_responses == ActualResponses::Fill
     }
 
     pub fn rule_names(&self) -> impl Iterator<Item = &str> {

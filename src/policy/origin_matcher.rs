@@ -137,18 +137,6 @@ impl OriginMatcher {
             regexes.report(state, &mut found);
         }
     }
-
-    /// Heap bytes held by the automata.
-    pub fn memory_usage(&self) -> usize {
-        let regexes = self
-            .regexes
-            .as_ref()
-            .map_or(0, |a| a.dfa.memory_usage() + a.pattern_rule.len() * 4);
-        let hosts = self.hosts.as_ref().map_or(0, |h| {
-            h.prefixes.memory_usage() + h.tails.len() * std::mem::size_of::<Tail>()
-        });
-        hosts + regexes + (self.any.len() + self.null.len()) * 4
-    }
 }
 
 fn build_automaton(

@@ -2,7 +2,6 @@
 //! the metrics, the upstream client and the readiness flag.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use arc_swap::ArcSwap;
@@ -22,10 +21,4 @@ pub struct Shared {
     pub generations: AtomicU64,
     /// Rules loaded and the data listener bound.
     pub ready: AtomicBool,
-}
-
-impl Shared {
-    pub fn swap(&self, active: Arc<Active>) {
-        self.active.store(active);
-    }
 }
