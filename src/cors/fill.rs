@@ -5,7 +5,7 @@
 use http::HeaderValue;
 use http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS,
-    HeaderMap, ORIGIN, VARY,
+    HeaderMap, VARY,
 };
 
 use super::{Request, host_without_port};
@@ -33,15 +33,7 @@ pub fn fill_for(policy: &Policy, request: &Request<'_>) -> Option<Fill> {
     if !policy.fills_actual_responses() {
         return None;
     }
-    let mut lines = request.headers.get_all(ORIGIN).iter();
-    let value = lines.next()?;
-    if lines.next().is_some() {
-        return None;
-    }
-    let origin = trim_ows(value.as_bytes());
-    if origin.is_empty() || !origin.iter().all(|&b| b.is_ascii_graphic() && b != b',') {
-        return None;
-    }
+    let (value, origin) = super::request::origin(request.headers).ok()?;
     let host = request.host.map(host_without_port);
     let mut first: Option<usize> = None;
     policy.origins.for_each_match(origin, |index| {
@@ -106,4 +98,54 @@ fn merge_vary_origin(headers: &mut HeaderMap) {
         }
     };
     headers.insert(VARY, merged);
+}
+
+#[cfg(test)]
+mod tests {
+    use http::header::ORIGIN;
+    use http::{HeaderMap, HeaderValue, Method};
+
+    use super::*;
+    use crate::policy::compile;
+    use crate::rules::{Source, load_sources};
+
+    fn policy() -> Policy {
+        let text = "[settings]\nactual_responses = \"fill\"\n\n[[rule]]\nname = \"web\"\norigins = [\"regex:https://app\\\\.example\\\\.com.*\"]\n";
+        let loaded = load_sources(&[Source {
+            name: "t.toml".into(),
+            text: text.into(),
+        }]);
+        compile(loaded.rules.expect("rules")).expect("compile")
+    }
+
+    fn fills(policy: &Policy, origins: &[&str]) -> bool {
+        let mut headers = HeaderMap::new();
+        for origin in origins {
+            headers.append(ORIGIN, HeaderValue::from_str(origin).expect("value"));
+        }
+        let request = Request {
+            method: &Method::GET,
+            host: Some(b"api.example.com"),
+            path: b"/",
+            headers: &headers,
+        };
+        fill_for(policy, &request).is_some()
+    }
+
+    #[test]
+    fn fills_only_an_origin_a_preflight_would_accept() {
+        let policy = policy();
+        assert!(fills(&policy, &["https://app.example.com"]));
+        // Same bounds as a preflight (DESIGN 4.2): one line, at most 1 KiB, never echoed else.
+        assert!(!fills(
+            &policy,
+            &["https://app.example.com", "https://app.example.com"]
+        ));
+        let long = format!("https://app.example.com{}", "a".repeat(1024));
+        assert!(!fills(&policy, &[&long]));
+        assert!(!fills(
+            &policy,
+            &["https://app.example.com, https://evil.com"]
+        ));
+    }
 }

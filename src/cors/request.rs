@@ -3,7 +3,7 @@
 use http::header::{
     ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, HeaderMap, ORIGIN,
 };
-use http::{HeaderName, Method};
+use http::{HeaderName, HeaderValue, Method};
 
 use crate::syntax::{is_token, trim_ows};
 
@@ -95,17 +95,22 @@ fn single<'r>(
     headers: &'r HeaderMap,
     name: &HeaderName,
     duplicate: Malformed,
-) -> Result<&'r [u8], Malformed> {
+) -> Result<&'r HeaderValue, Malformed> {
     let mut lines = headers.get_all(name).iter();
     let first = lines.next().ok_or(duplicate)?;
     if lines.next().is_some() {
         return Err(duplicate);
     }
-    Ok(first.as_bytes())
+    Ok(first)
 }
 
-pub fn parse(headers: &HeaderMap) -> Result<Preflight<'_>, Malformed> {
-    let origin = trim_ows(single(headers, &ORIGIN, Malformed::DuplicateOrigin)?);
+/// The request's `Origin`: its one field line, and the value with OWS trimmed (CORS-CHECKLIST
+/// 3.7), at most 1 KiB of visible ASCII without commas (1.8, 3.6). The preflight decision and
+/// `fill` both read it here, so an origin is either usable everywhere or nowhere.
+#[inline]
+pub fn origin(headers: &HeaderMap) -> Result<(&HeaderValue, &[u8]), Malformed> {
+    let line = single(headers, &ORIGIN, Malformed::DuplicateOrigin)?;
+    let origin = trim_ows(line.as_bytes());
     if origin.is_empty() {
         return Err(Malformed::EmptyOrigin);
     }
@@ -115,11 +120,19 @@ pub fn parse(headers: &HeaderMap) -> Result<Preflight<'_>, Malformed> {
     if !origin.iter().all(|&b| b.is_ascii_graphic() && b != b',') {
         return Err(Malformed::OriginBytes);
     }
-    let method = trim_ows(single(
-        headers,
-        &ACCESS_CONTROL_REQUEST_METHOD,
-        Malformed::DuplicateMethod,
-    )?);
+    Ok((line, origin))
+}
+
+pub fn parse(headers: &HeaderMap) -> Result<Preflight<'_>, Malformed> {
+    let (_, origin) = origin(headers)?;
+    let method = trim_ows(
+        single(
+            headers,
+            &ACCESS_CONTROL_REQUEST_METHOD,
+            Malformed::DuplicateMethod,
+        )?
+        .as_bytes(),
+    );
     if !is_token(method) {
         return Err(Malformed::MethodNotToken);
     }
