@@ -69,8 +69,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-/// Appends one item to a list-valued field, keeping a single field line.
-pub fn append_item(headers: &mut HeaderMap, name: &HeaderName, item: &str) {
+/// Appends one item to a list-valued field, keeping a single field line. Without an existing
+/// value the item itself is inserted (a reference count, no copy).
+pub fn append_item(headers: &mut HeaderMap, name: &HeaderName, item: &HeaderValue) {
     let joined = match headers.get(name) {
         Some(existing) if !existing.is_empty() => {
             let mut bytes = Vec::with_capacity(existing.len() + 2 + item.len());
@@ -79,19 +80,24 @@ pub fn append_item(headers: &mut HeaderMap, name: &HeaderName, item: &str) {
             bytes.extend_from_slice(item.as_bytes());
             HeaderValue::from_bytes(&bytes).ok()
         }
-        _ => HeaderValue::from_str(item).ok(),
+        _ => Some(item.clone()),
     };
     if let Some(value) = joined {
         headers.insert(name.clone(), value);
     }
 }
 
+static VIA_2: HeaderValue = HeaderValue::from_static("2 preflightd");
+static VIA_1_0: HeaderValue = HeaderValue::from_static("1.0 preflightd");
+static VIA_1_1: HeaderValue = HeaderValue::from_static("1.1 preflightd");
+pub static PROTO_HTTP: HeaderValue = HeaderValue::from_static("http");
+
 /// `Via: <received-protocol> preflightd` (RFC 9110 §7.6.3), e.g. `1.1 preflightd`.
 pub fn append_via(headers: &mut HeaderMap, version: http::Version) {
     let item = match version {
-        http::Version::HTTP_2 => "2 preflightd",
-        http::Version::HTTP_10 => "1.0 preflightd",
-        _ => "1.1 preflightd",
+        http::Version::HTTP_2 => &VIA_2,
+        http::Version::HTTP_10 => &VIA_1_0,
+        _ => &VIA_1_1,
     };
     append_item(headers, &VIA, item);
 }
@@ -147,7 +153,11 @@ mod tests {
     #[test]
     fn appends_to_lists() {
         let mut headers = map(&[("x-forwarded-for", "203.0.113.9")]);
-        append_item(&mut headers, &X_FORWARDED_FOR, "127.0.0.1");
+        append_item(
+            &mut headers,
+            &X_FORWARDED_FOR,
+            &HeaderValue::from_static("127.0.0.1"),
+        );
         append_via(&mut headers, http::Version::HTTP_11);
         assert_eq!(headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
         assert_eq!(headers["via"], "1.1 preflightd");

@@ -52,15 +52,30 @@ pub struct Upstream {
     rewrite_host: bool,
 }
 
-/// One upstream HTTP/1 connection owned by one client connection.
+/// What the proxy keeps per client connection, so that per request it need not redo it.
 ///
-/// An HTTP/1.1 client sends its requests one after another, so the connection it arrived on
-/// can keep one upstream connection for all of them: no pool lookup (a mutex and a hash of
-/// the pool key per request), no sharing. The slot is a lock-free single cell: a request
-/// takes the connection out and puts it back once the upstream answered. HTTP/2 clients
-/// (concurrent streams) and upgrades use the shared pool instead.
-#[derive(Default)]
-pub struct Affinity(crossbeam_utils::atomic::AtomicCell<Option<Box<UpstreamConnection>>>);
+/// - One upstream HTTP/1 connection. An HTTP/1.1 client sends its requests one after another,
+///   so the connection it arrived on can keep one upstream connection for all of them: no pool
+///   lookup (a mutex and a hash of the pool key per request), no sharing. The slot is a
+///   lock-free single cell: a request takes the connection out and puts it back once the
+///   upstream answered. HTTP/2 clients (concurrent streams) and upgrades use the shared pool.
+/// - The client's address as an `X-Forwarded-For` item, rendered once.
+pub struct ClientConnection {
+    upstream: crossbeam_utils::atomic::AtomicCell<Option<Box<UpstreamConnection>>>,
+    forwarded_for: HeaderValue,
+}
+
+impl ClientConnection {
+    pub fn new(client: SocketAddr) -> Self {
+        let ip = client.ip().to_string();
+        ClientConnection {
+            upstream: crossbeam_utils::atomic::AtomicCell::new(None),
+            // An IP address is always a valid header value.
+            forwarded_for: HeaderValue::from_str(&ip)
+                .unwrap_or(HeaderValue::from_static("unknown")),
+        }
+    }
+}
 
 type UpstreamConnection = hyper::client::conn::http1::SendRequest<Incoming>;
 
@@ -125,9 +140,8 @@ impl Upstream {
     pub async fn forward(
         &self,
         mut request: Request<Incoming>,
-        client: SocketAddr,
         metrics: &Metrics,
-        affinity: &Affinity,
+        client: &ClientConnection,
     ) -> Response<Body> {
         let upgrade = headers::is_upgrade(request.headers());
         let version = request.version();
@@ -138,41 +152,45 @@ impl Upstream {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        // HTTP/2 clients send the host as :authority; the upstream speaks HTTP/1.1 and needs a
-        // Host field, the one the client meant (kept unless --rewrite-host).
+        // The upstream speaks HTTP/1.1 and needs a Host field: the one the client meant (an
+        // HTTP/2 client's :authority), kept unless --rewrite-host; else the upstream's own.
         if self.rewrite_host {
             parts
                 .headers
                 .insert(http::header::HOST, self.host_value.clone());
-        } else if !parts.headers.contains_key(http::header::HOST)
-            && let Some(authority) = parts.uri.authority()
-            && let Ok(value) = HeaderValue::from_str(authority.as_str())
-        {
+        } else if !parts.headers.contains_key(http::header::HOST) {
+            let value = parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                .unwrap_or_else(|| self.host_value.clone());
             parts.headers.insert(http::header::HOST, value);
         }
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(self.scheme.clone());
-        uri.authority = Some(self.authority.clone());
-        uri.path_and_query = Some(path);
-        parts.uri = match Uri::from_parts(uri) {
-            Ok(uri) => uri,
-            Err(_) => return error_response(StatusCode::BAD_REQUEST, "bad request target\n"),
+        let pooled = upgrade || version == http::Version::HTTP_2;
+        parts.uri = if pooled {
+            // The pooled client picks its pool by the absolute URI.
+            let mut uri = http::uri::Parts::default();
+            uri.scheme = Some(self.scheme.clone());
+            uri.authority = Some(self.authority.clone());
+            uri.path_and_query = Some(path);
+            match Uri::from_parts(uri) {
+                Ok(uri) => uri,
+                Err(_) => return error_response(StatusCode::BAD_REQUEST, "bad request target\n"),
+            }
+        } else {
+            // A connection of our own speaks origin form: `GET /path?query`.
+            Uri::from(path)
         };
         headers::remove_hop_by_hop(&mut parts.headers, upgrade);
         if self.forwarded_headers {
             headers::append_via(&mut parts.headers, version);
-            headers::append_item(
-                &mut parts.headers,
-                &X_FORWARDED_FOR,
-                &client.ip().to_string(),
-            );
-            headers::append_item(&mut parts.headers, &X_FORWARDED_PROTO, "http");
+            headers::append_item(&mut parts.headers, &X_FORWARDED_FOR, &client.forwarded_for);
+            headers::append_item(&mut parts.headers, &X_FORWARDED_PROTO, &headers::PROTO_HTTP);
         }
         parts.version = http::Version::HTTP_11;
         let upstream_request = Request::from_parts(parts, body);
 
         let started = Instant::now();
-        let pooled = upgrade || version == http::Version::HTTP_2;
         let exchange = async {
             if pooled {
                 return self
@@ -181,7 +199,7 @@ impl Upstream {
                     .await
                     .map_err(|e| (classify(&e), error_chain(&e)));
             }
-            self.send_affine(upstream_request, affinity).await
+            self.send_affine(upstream_request, client).await
         };
         let result = tokio::time::timeout(self.response_timeout, exchange).await;
         metrics
@@ -220,23 +238,10 @@ impl Upstream {
     /// is none or the last one closed.
     async fn send_affine(
         &self,
-        mut request: Request<Incoming>,
-        affinity: &Affinity,
+        request: Request<Incoming>,
+        client: &ClientConnection,
     ) -> Result<Response<Incoming>, (UpstreamError, String)> {
-        // A connection of our own speaks origin form (`GET /path?query`): the absolute URI
-        // is only how the pooled client picks its pool. It also adds no Host by itself.
-        let origin_form = request
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        *request.uri_mut() = Uri::from(origin_form);
-        if !request.headers().contains_key(http::header::HOST) {
-            request
-                .headers_mut()
-                .insert(http::header::HOST, self.host_value.clone());
-        }
-        let mut connection = match affinity.0.take() {
+        let mut connection = match client.upstream.take() {
             Some(mut connection) => match connection.ready().await {
                 Ok(()) => connection,
                 // The upstream closed it (idle timeout, restart): open another.
@@ -253,7 +258,7 @@ impl Upstream {
             (kind, error_chain(&e))
         })?;
         // Ready again once this response's body has been read; the next request waits for it.
-        affinity.0.store(Some(connection));
+        client.upstream.store(Some(connection));
         Ok(response)
     }
 

@@ -1,7 +1,6 @@
 //! One request: a preflight is answered from the policy, everything else is proxied.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,13 +9,12 @@ use hyper::body::Incoming;
 
 use super::state::Shared;
 use crate::cors::{self, Decision, Outcome};
-use crate::proxy::{Affinity, Body, error_response, fixed};
+use crate::proxy::{Body, ClientConnection, error_response, fixed};
 
 pub async fn handle(
     shared: Arc<Shared>,
-    affinity: Arc<Affinity>,
+    client: Arc<ClientConnection>,
     request: Request<Incoming>,
-    client: SocketAddr,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     // Decide on one snapshot, and let go of it before any await: a reload swaps the policy
@@ -75,9 +73,7 @@ pub async fn handle(
         return Ok(response);
     };
     let version = request.version();
-    let mut response = upstream
-        .forward(request, client, &shared.metrics, &affinity)
-        .await;
+    let mut response = upstream.forward(request, &shared.metrics, &client).await;
     // The client's protocol, not the upstream's (an HTTP/1.0 upstream must not downgrade an
     // HTTP/1.1 client's status line).
     *response.version_mut() = version;

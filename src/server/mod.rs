@@ -189,15 +189,11 @@ async fn run(config: ServeConfig, shared: Arc<Shared>) -> ExitCode {
         };
         let _ = stream.set_nodelay(true);
         let service_shared = Arc::clone(&shared);
-        // This connection's own upstream connection (HTTP/1.1 clients), dropped with it.
-        let affinity = Arc::new(crate::proxy::Affinity::default());
+        // What the proxy keeps per client connection (its upstream connection, its address
+        // as X-Forwarded-For), dropped with it.
+        let client = Arc::new(crate::proxy::ClientConnection::new(client));
         let service = service_fn(move |request| {
-            handler::handle(
-                Arc::clone(&service_shared),
-                Arc::clone(&affinity),
-                request,
-                client,
-            )
+            handler::handle(Arc::clone(&service_shared), Arc::clone(&client), request)
         });
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
