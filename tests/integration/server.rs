@@ -988,3 +988,57 @@ fn a_request_head_over_the_limit_is_refused_with_431() {
     );
     assert_eq!(small.status, 502);
 }
+
+#[test]
+fn unmatched_forward_sends_preflights_outside_every_scope_to_the_upstream() {
+    let rules = r#"
+[settings]
+unmatched = "forward"
+
+[[rule]]
+name = "v1"
+paths = ["/v1/"]
+origins = ["https://app.example.com"]
+methods = ["PUT"]
+"#;
+    let upstream = Upstream::start();
+    let edge = Preflightd::start(rules, Some(&upstream.url()), &[]);
+    let outside = send(
+        edge.data,
+        &preflight(
+            "/legacy/x",
+            "api.example.com",
+            "https://app.example.com",
+            "PUT",
+            "",
+        ),
+    );
+    // The upstream answers it itself (its own headers, 200).
+    assert_eq!(outside.status, 200);
+    assert_eq!(outside.header("x-upstream"), Some("yes"));
+    let inside = send(
+        edge.data,
+        &preflight(
+            "/v1/x",
+            "api.example.com",
+            "https://evil.example",
+            "PUT",
+            "",
+        ),
+    );
+    assert_eq!(inside.status, 403, "in scope is still answered at the edge");
+    let log = upstream.log();
+    assert_eq!(log.len(), 1, "{log:#?}");
+    assert_eq!(
+        (log[0]["method"].as_str(), log[0]["uri"].as_str()),
+        (Some("OPTIONS"), Some("/legacy/x"))
+    );
+    assert_eq!(
+        edge.metric("preflightd_preflight_requests_total{result=\"forwarded\",rule=\"(none)\"}"),
+        1.0
+    );
+    assert_eq!(
+        edge.metric("preflightd_preflight_requests_total{result=\"origin\",rule=\"(none)\"}"),
+        1.0
+    );
+}
