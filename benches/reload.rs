@@ -4,28 +4,26 @@
 //! request path only ever sees the store.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
-use arc_swap::ArcSwap;
 mod common;
 
 use common::rules_text;
 use criterion::{Criterion, criterion_group, criterion_main};
+use preflightd::live::Live;
 use preflightd::metrics::Metrics;
-use preflightd::reload::{activate, compile_sources, sha256};
+use preflightd::reload::{compile_sources, sha256};
 use preflightd::rules::Source;
 
 fn benches(c: &mut Criterion) {
-    let metrics = Metrics::new().expect("metrics");
-    let generations = AtomicU64::new(0);
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
     let sources = |n: usize| {
         vec![Source {
             name: "bench.toml".into(),
             text: rules_text(n),
         }]
     };
-    let first = compile_sources(&sources(10), "0".into()).expect("compile");
-    let live = ArcSwap::new(activate(first, &metrics, &generations));
+    let (first, _) = compile_sources(&sources(10), "0".into()).expect("compile");
+    let live = Live::new(first, metrics);
     let mut group = c.benchmark_group("reload");
     group.sample_size(10);
     for n in [10, 1_000, 10_000] {
@@ -33,14 +31,13 @@ fn benches(c: &mut Criterion) {
         group.bench_function(format!("rules={n}/compile+swap"), |b| {
             b.iter(|| {
                 let hash = sha256(&input);
-                let candidate = compile_sources(&input, hash).expect("compile");
-                live.store(activate(candidate, &metrics, &generations));
+                let (candidate, _) = compile_sources(&input, hash).expect("compile");
+                std::hint::black_box(live.publish(candidate));
             })
         });
     }
     group.finish();
-    let swapped = Arc::clone(&live.load());
-    std::hint::black_box(swapped);
+    std::hint::black_box(live.load_full());
 }
 
 criterion_group!(reload, benches);

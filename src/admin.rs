@@ -9,7 +9,6 @@
 //!   rules).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
@@ -22,11 +21,13 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::reload::Active;
+use crate::fetch::TEXT_PLAIN;
+use crate::live::{Live, Snapshot};
 use crate::rules::{ActualResponses, Unmatched};
-use crate::server::state::Shared;
 
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+/// Serves the admin endpoints from the live policy (its snapshot, metrics and readiness)
+/// until `stop` changes.
+pub async fn serve(listener: TcpListener, live: Arc<Live>, mut stop: watch::Receiver<bool>) {
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -39,10 +40,10 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
             },
             _ = stop.changed() => return,
         };
-        let shared = Arc::clone(&shared);
+        let live = Arc::clone(&live);
         tokio::spawn(async move {
             let service = service_fn(move |request| {
-                let response = respond(&shared, &request);
+                let response = respond(&live, &request);
                 async move { Ok::<_, std::convert::Infallible>(response) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
@@ -54,42 +55,43 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
 
 fn text(
     status: StatusCode,
-    content_type: &'static str,
+    content_type: &HeaderValue,
     body: impl Into<Bytes>,
 ) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response
         .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        .insert(CONTENT_TYPE, content_type.clone());
     response
 }
 
-fn respond(shared: &Shared, request: &Request<Incoming>) -> Response<Full<Bytes>> {
-    const PLAIN: &str = "text/plain; charset=utf-8";
+/// The Prometheus text exposition format, version 0.0.4.
+static PROMETHEUS_TEXT: HeaderValue =
+    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
+static JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+fn respond(live: &Live, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    const PLAIN: &HeaderValue = &TEXT_PLAIN;
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "use GET\n");
     }
     match request.uri().path() {
-        "/metrics" => match shared.metrics.render() {
-            Ok(body) => text(
-                StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                body,
-            ),
+        "/metrics" => match live.metrics().render() {
+            Ok(body) => text(StatusCode::OK, &PROMETHEUS_TEXT, body),
             Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, PLAIN, format!("{e}\n")),
         },
         "/healthz" => text(StatusCode::OK, PLAIN, "ok\n"),
         "/readyz" => {
-            if shared.ready.load(Ordering::Acquire) {
+            if live.is_ready() {
                 text(StatusCode::OK, PLAIN, "ready\n")
             } else {
                 text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "not ready\n")
             }
         }
         "/rules" => {
-            let body = rules_json(&shared.active.load());
-            text(StatusCode::OK, "application/json", format!("{body:#}\n"))
+            let body = rules_json(&live.load());
+            text(StatusCode::OK, &JSON, format!("{body:#}\n"))
         }
         _ => text(
             StatusCode::NOT_FOUND,
@@ -99,8 +101,9 @@ fn respond(shared: &Shared, request: &Request<Incoming>) -> Response<Full<Bytes>
     }
 }
 
-fn rules_json(active: &Active) -> Value {
+fn rules_json(active: &Snapshot) -> Value {
     let settings = active.policy.settings();
+    let provenance = &active.provenance;
     let rules: Vec<Value> = active
         .policy
         .source
@@ -123,10 +126,10 @@ fn rules_json(active: &Active) -> Value {
         })
         .collect();
     json!({
-        "generation": active.generation,
-        "sha256": active.sha256,
-        "loaded_at": humantime::format_rfc3339_seconds(active.loaded_at).to_string(),
-        "files": active.files,
+        "generation": provenance.generation,
+        "sha256": provenance.sha256,
+        "loaded_at": humantime::format_rfc3339_seconds(provenance.loaded_at).to_string(),
+        "files": provenance.files,
         "settings": {
             "unmatched": match settings.unmatched { Unmatched::Reject => "reject", Unmatched::Forward => "forward" },
             "debug": settings.debug,

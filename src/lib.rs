@@ -1,21 +1,34 @@
 //! preflightd: answers CORS preflights at the edge from a compiled rules file and passes
 //! everything else to the upstream.
 //!
-//! The core (`rules`, `policy`, `cors`, `syntax`) does no network I/O and takes no clock: it
-//! turns a rules file into an immutable [`policy::Policy`] and a request into a
-//! [`cors::Decision`]. The shell (`server`, `proxy`, `reload`, `admin`, `metrics`) holds the
-//! sockets, the files, the signals and the metrics around it; arrows point inward.
+//! The core (`syntax`, `fetch`, `rules`, `policy`, `cors`) does no network I/O and takes no
+//! clock: it turns a rules file into an immutable [`policy::Policy`] and a request into a
+//! [`cors::Decision`]. The shell around it holds the sockets, the files, the signals and the
+//! metrics; arrows point inward, and no module uses a module that uses it
+//! (`scripts/module_cycles.py` checks this in CI):
+//!
+//! - `metrics`: the Prometheus families;
+//! - `live`: the one owner of the live policy (snapshot, publish, readiness);
+//! - `reload`: the first load and every reload, and what triggers them;
+//! - `proxy`: the upstream side;
+//! - `server`: the data listener's accept loop and request handler;
+//! - `admin`: the admin listener;
+//! - `sd_notify`: systemd readiness notifications;
+//! - `app`: the composition root that builds and runs all of it from one `ServeConfig`.
 
 // Core.
 pub mod cors;
+pub mod fetch;
 pub mod policy;
 pub mod rules;
 pub mod syntax;
 
 // Shell.
 pub mod admin;
+pub mod app;
+pub mod live;
 pub mod metrics;
-pub mod notify;
 pub mod proxy;
 pub mod reload;
+pub mod sd_notify;
 pub mod server;

@@ -14,7 +14,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     match args.command {
-        cli::Command::Serve(serve) => preflightd::server::serve(serve.into_config()),
+        cli::Command::Serve(serve) => preflightd::app::serve(serve.into_config()),
         cli::Command::Check(check) => cli::check::run(&check),
         cli::Command::Explain(explain) => cli::explain::run(&explain),
     }

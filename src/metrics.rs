@@ -11,36 +11,15 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-use crate::cors::{Outcome, Reason};
+use crate::cors::{Outcome, RESULT_LABELS};
 use crate::policy::Policy;
 
 /// `rule` label of preflights no rule answered (`no_rule`, `origin`, `malformed`, `forwarded`).
 /// Rule names are `[a-z0-9_-]`, so this can never collide with one.
 pub const NO_RULE_LABEL: &str = "(none)";
 
-/// `result` label values, in the column order of [`PreflightCounters`].
-const RESULTS: [&str; 7] = [
-    "allowed",
-    "no_rule",
-    "origin",
-    "method",
-    "headers",
-    "malformed",
-    "forwarded",
-];
-
-fn result_column(outcome: Outcome) -> usize {
-    match outcome {
-        Outcome::Allowed => 0,
-        Outcome::Denied(Reason::NoRule) => 1,
-        Outcome::Denied(Reason::Origin) => 2,
-        Outcome::Denied(Reason::Method) => 3,
-        Outcome::Denied(Reason::Headers) => 4,
-        Outcome::Denied(Reason::Malformed) => 5,
-    }
-}
-
-const FORWARDED_COLUMN: usize = 6;
+/// The column of `forwarded` in [`RESULT_LABELS`]: the last, after the outcomes.
+const FORWARDED_COLUMN: usize = RESULT_LABELS.len() - 1;
 
 pub const UPSTREAM_ERROR_KINDS: [&str; 4] = ["connect", "timeout", "reset", "protocol"];
 
@@ -242,7 +221,7 @@ pub struct PreflightCounters {
 
 struct Row {
     rule: String,
-    cells: [OnceLock<IntCounter>; 7],
+    cells: [OnceLock<IntCounter>; RESULT_LABELS.len()],
 }
 
 impl PreflightCounters {
@@ -253,13 +232,13 @@ impl PreflightCounters {
             .unwrap_or(&self.no_rule);
         row.cells[column].get_or_init(|| {
             self.family
-                .with_label_values(&[row.rule.as_str(), RESULTS[column]])
+                .with_label_values(&[row.rule.as_str(), RESULT_LABELS[column]])
         })
     }
 
     #[inline]
     pub fn count(&self, rule: Option<usize>, outcome: Outcome) {
-        self.cell(rule, result_column(outcome)).inc();
+        self.cell(rule, outcome.index()).inc();
     }
 
     #[inline]

@@ -1,43 +1,74 @@
-//! Loading rules into the running server: read -> hash -> parse, validate, compile -> swap.
-//! A load that fails keeps the active policy. The first load at startup must succeed.
+//! Loading rules into the running service (DESIGN 6): read -> hash -> parse, validate,
+//! compile -> publish. The first load at startup and every reload run the same attempt; a load
+//! that fails keeps the live policy, and at startup ends the process.
+//!
+//! Triggers (the directory watcher, SIGHUP, the periodic re-check) all feed one task, which
+//! runs the attempts one at a time on a dedicated low-priority thread.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 
-use crate::metrics::{Metrics, PreflightCounters};
-use crate::policy::{Policy, compile};
+use crate::live::{Candidate, Live, Snapshot};
+use crate::metrics::Metrics;
+use crate::policy::compile;
 use crate::rules::{Diagnostic, Source, load_sources, read_sources};
+use crate::sd_notify;
 
-/// A compiled policy together with what the shell keeps beside it: its metric handles (so the
-/// request path counts without a label lookup) and where it came from.
-pub struct Active {
-    pub policy: Policy,
-    pub counters: PreflightCounters,
-    pub generation: u64,
-    pub sha256: String,
-    pub loaded_at: SystemTime,
-    pub files: Vec<String>,
+/// What `reload` needs to know, and nothing else.
+#[derive(Debug, Clone)]
+pub struct ReloadConfig {
+    /// A rules file, or a directory of `*.toml` files.
+    pub rules: PathBuf,
+    /// Quiet time after a change in the rules directory before reloading.
+    pub debounce: Duration,
+    /// Interval of the periodic re-check that catches missed file events.
+    pub poll: Duration,
+    /// Watch the rules directory (off: SIGHUP and the periodic re-check only).
+    pub watch: bool,
 }
 
-/// A rule set read, hashed and compiled, not yet active.
-pub struct Candidate {
-    pub policy: Policy,
-    pub sha256: String,
-    pub files: Vec<String>,
-    pub warnings: Vec<Diagnostic>,
+/// Why a load failed: every diagnostic, each with its place (file, line, rule).
+#[derive(Debug, Clone)]
+pub struct LoadError {
+    pub diagnostics: Vec<Diagnostic>,
 }
-
-/// Why a load failed: every error, each with its place.
-#[derive(Debug)]
-pub struct LoadError(pub Vec<String>);
 
 impl std::fmt::Display for LoadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0.join("\n"))
+        for (i, diagnostic) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{diagnostic}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// What set a load off (the `trigger` label of `preflightd_rules_reloads_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Startup,
+    Watch,
+    Signal,
+    Poll,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Startup => "startup",
+            Trigger::Watch => "watch",
+            Trigger::Signal => "signal",
+            Trigger::Poll => "poll",
+        }
     }
 }
 
@@ -65,137 +96,203 @@ pub fn sha256(sources: &[Source]) -> String {
 /// Reads `path` and returns its sources and their hash (the cheap half of a reload: an
 /// unchanged hash needs no compile).
 pub fn read(path: &Path) -> Result<(Vec<Source>, String), LoadError> {
-    let sources = read_sources(path).map_err(|d| LoadError(vec![d.to_string()]))?;
+    let sources = read_sources(path).map_err(|d| LoadError {
+        diagnostics: vec![d],
+    })?;
     let hash = sha256(&sources);
     Ok((sources, hash))
 }
 
-/// Parses, validates and compiles already-read sources.
-pub fn compile_sources(sources: &[Source], sha256: String) -> Result<Candidate, LoadError> {
+/// Parses, validates and compiles already-read sources: the candidate and its warnings.
+pub fn compile_sources(
+    sources: &[Source],
+    sha256: String,
+) -> Result<(Candidate, Vec<Diagnostic>), LoadError> {
     let loaded = load_sources(sources);
     let Some(rules) = loaded.rules else {
-        return Err(LoadError(
-            loaded.errors().map(ToString::to_string).collect(),
-        ));
+        return Err(LoadError {
+            diagnostics: loaded.errors().cloned().collect(),
+        });
     };
-    let policy = compile(rules).map_err(|e| LoadError(vec![e.0]))?;
-    Ok(Candidate {
+    let fallback = sources.first().map(|s| Arc::clone(&s.name));
+    let policy = compile(rules).map_err(|e| LoadError {
+        diagnostics: vec![e.diagnostic(fallback)],
+    })?;
+    let candidate = Candidate {
         policy,
         sha256,
         files: sources.iter().map(|s| s.name.to_string()).collect(),
-        warnings: loaded.diagnostics,
-    })
+    };
+    Ok((candidate, loaded.diagnostics))
 }
 
-/// Turns a candidate into the active snapshot, numbering it and recording it in the metrics.
-pub fn activate(candidate: Candidate, metrics: &Metrics, generations: &AtomicU64) -> Arc<Active> {
-    let counters = metrics.preflight_counters(&candidate.policy);
-    let now = SystemTime::now();
-    metrics.set_rules_info(&candidate.sha256, candidate.policy.rules.len());
-    metrics.last_reload_successful.set(1);
-    metrics.last_reload_success_timestamp.set(
-        now.duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64()),
-    );
-    Arc::new(Active {
-        generation: generations.fetch_add(1, Ordering::Relaxed) + 1,
-        policy: candidate.policy,
-        counters,
-        sha256: candidate.sha256,
-        loaded_at: now,
-        files: candidate.files,
-    })
+/// How one attempt ended.
+enum Attempt {
+    /// The files hash to the live policy's sha256: nothing to compile.
+    Unchanged,
+    Loaded(Box<Candidate>),
+    Failed,
+}
+
+/// One load attempt, the same at startup and on every reload: read and hash; unless the hash
+/// is the live one's, parse, validate and compile. Logs every error and warning with its
+/// place, and counts the result. Blocking (file reads, compiling): run it off the request
+/// path.
+fn attempt(path: &Path, live_sha256: Option<&str>, trigger: Trigger, metrics: &Metrics) -> Attempt {
+    let result = read(path).and_then(|(sources, sha)| {
+        if live_sha256 == Some(sha.as_str()) {
+            return Ok(None);
+        }
+        compile_sources(&sources, sha).map(Some)
+    });
+    match result {
+        Ok(None) => {
+            metrics.count_reload("unchanged", trigger.as_str());
+            metrics.last_reload_successful.set(1);
+            Attempt::Unchanged
+        }
+        Ok(Some((candidate, warnings))) => {
+            for warning in &warnings {
+                log_diagnostic(warning, trigger);
+            }
+            metrics.count_reload("success", trigger.as_str());
+            Attempt::Loaded(Box::new(candidate))
+        }
+        Err(error) => {
+            for diagnostic in &error.diagnostics {
+                log_diagnostic(diagnostic, trigger);
+            }
+            if trigger == Trigger::Startup {
+                tracing::error!(path = %path.display(), "rules not loaded; not starting");
+            } else {
+                tracing::error!(
+                    trigger = trigger.as_str(),
+                    path = %path.display(),
+                    "rules reload failed; keeping the active policy"
+                );
+            }
+            metrics.count_reload("failure", trigger.as_str());
+            metrics.last_reload_successful.set(0);
+            Attempt::Failed
+        }
+    }
+}
+
+/// One log line per diagnostic: the whole diagnostic as the message (as `check` prints it),
+/// and its place as fields for log queries.
+fn log_diagnostic(diagnostic: &Diagnostic, trigger: Trigger) {
+    let location = &diagnostic.location;
+    let rule = match &diagnostic.subject {
+        crate::rules::Subject::Rule(name) => name.as_str(),
+        _ => "",
+    };
+    if diagnostic.is_error() {
+        tracing::error!(
+            trigger = trigger.as_str(),
+            file = %location.file,
+            line = location.line,
+            rule,
+            "{diagnostic}"
+        );
+    } else {
+        tracing::warn!(
+            trigger = trigger.as_str(),
+            file = %location.file,
+            line = location.line,
+            rule,
+            "{diagnostic}"
+        );
+    }
+}
+
+/// The first load (DESIGN 6): it must succeed, or the process exits non-zero with every
+/// error logged. The same attempt as every reload.
+pub fn first_load(config: &ReloadConfig, metrics: Arc<Metrics>) -> Option<Arc<Live>> {
+    match attempt(&config.rules, None, Trigger::Startup, &metrics) {
+        Attempt::Loaded(candidate) => {
+            let live = Arc::new(Live::new(*candidate, metrics));
+            let snapshot = live.load_full();
+            tracing::info!(
+                rules = snapshot.policy.rules.len(),
+                sha256 = %snapshot.provenance.sha256,
+                path = %config.rules.display(),
+                "rules loaded"
+            );
+            Some(live)
+        }
+        Attempt::Unchanged | Attempt::Failed => None,
+    }
+}
+
+/// Reloads into a live policy; remembers whether the last attempt failed, so that a recovery
+/// is logged even when it restores the very content that is live.
+struct Reloader {
+    rules: PathBuf,
+    live: Arc<Live>,
+    failing: AtomicBool,
+}
+
+impl Reloader {
+    /// One reload: an attempt, then the swap. Runs on the reload thread.
+    fn reload(&self, trigger: Trigger) {
+        let live_sha256 = self.live.load().provenance.sha256.clone();
+        let metrics = self.live.metrics();
+        match attempt(&self.rules, Some(&live_sha256), trigger, metrics) {
+            Attempt::Unchanged => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(
+                        trigger = trigger.as_str(),
+                        sha256 = %live_sha256,
+                        "rules are back to the active policy; the last reload error is cleared"
+                    );
+                } else if trigger == Trigger::Signal {
+                    tracing::info!(sha256 = %live_sha256, "SIGHUP: rules unchanged");
+                }
+            }
+            Attempt::Loaded(candidate) => {
+                self.failing.store(false, Ordering::Relaxed);
+                let (active, previous) = self.live.publish(*candidate);
+                tracing::info!(
+                    trigger = trigger.as_str(),
+                    generation = active.provenance.generation,
+                    rules = active.policy.rules.len(),
+                    sha256 = %active.provenance.sha256,
+                    "rules reloaded"
+                );
+                drop(active);
+                retire(previous);
+            }
+            Attempt::Failed => self.failing.store(true, Ordering::Relaxed),
+        }
+    }
 }
 
 /// Frees a replaced policy here, on the reload thread, once no request holds it any more.
 /// Freeing 10 000 rules and their automata takes milliseconds; if the last request holding
 /// the old snapshot dropped it, a request worker would pay that on the request path.
-fn retire(previous: Arc<Active>) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+fn retire(previous: Arc<Snapshot>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
     // Requests hold a snapshot only while deciding (never across the upstream round trip),
     // so this wait is microseconds; the deadline only bounds the pathological case.
     while Arc::strong_count(&previous) > 1 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(1));
     }
     drop(previous);
 }
 
-/// What set a reload off (the `trigger` label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    Watch,
-    Signal,
-    Poll,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Watch => "watch",
-            Trigger::Signal => "signal",
-            Trigger::Poll => "poll",
-        }
-    }
-}
-
-/// One reload attempt: read and hash; if the content changed, parse, validate and compile;
-/// then swap. Blocking (file reads, compiling): run it off the request path.
-pub fn reload_now(shared: &crate::server::state::Shared, trigger: Trigger) {
-    let metrics = &shared.metrics;
-    let fail = |error: &LoadError| {
-        for line in &error.0 {
-            tracing::error!(trigger = trigger.as_str(), "{line}");
-        }
-        tracing::error!(
-            trigger = trigger.as_str(),
-            path = %shared.rules_path.display(),
-            "rules reload failed; keeping the active policy"
-        );
-        metrics.count_reload("failure", trigger.as_str());
-        metrics.last_reload_successful.set(0);
-    };
-    let (sources, sha) = match read(&shared.rules_path) {
-        Ok(read) => read,
-        Err(error) => return fail(&error),
-    };
-    if sha == shared.active.load().sha256 {
-        metrics.count_reload("unchanged", trigger.as_str());
-        metrics.last_reload_successful.set(1);
-        return;
-    }
-    match compile_sources(&sources, sha) {
-        Ok(candidate) => {
-            for warning in &candidate.warnings {
-                tracing::warn!("{warning}");
-            }
-            let active = activate(candidate, metrics, &shared.generations);
-            tracing::info!(
-                trigger = trigger.as_str(),
-                generation = active.generation,
-                rules = active.policy.rules.len(),
-                sha256 = %active.sha256,
-                "rules reloaded"
-            );
-            let previous = shared.active.swap(active);
-            metrics.count_reload("success", trigger.as_str());
-            retire(previous);
-        }
-        Err(error) => fail(&error),
-    }
-}
-
 /// Starts what triggers reloads (DESIGN 6): the directory watcher (debounced), SIGHUP and the
 /// periodic re-check. They all feed one reload task, so reloads never overlap: a slow compile
-/// of an older version can never be swapped in after a newer one.
-pub fn spawn_watchers(
-    config: &crate::server::ServeConfig,
-    shared: Arc<crate::server::state::Shared>,
-    stop: tokio::sync::watch::Receiver<bool>,
-) {
+/// of an older version can never be published after a newer one. Call it inside the runtime,
+/// before the service reports ready: SIGHUP's handler is installed here, and a SIGHUP that
+/// arrived before it would take the default action and end the process.
+pub fn spawn(config: &ReloadConfig, live: Arc<Live>, stop: watch::Receiver<bool>) {
     let (triggers, pending) = tokio::sync::mpsc::channel(1);
-    tokio::spawn(reloader(shared, pending, stop.clone()));
-    // Installed here, before the server reports ready: a SIGHUP that arrived before its
-    // handler would take the default action and end the process.
+    let reloader = Reloader {
+        rules: config.rules.clone(),
+        live,
+        failing: AtomicBool::new(false),
+    };
+    tokio::spawn(run(reloader, pending, stop.clone()));
     let hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(stream) => Some(stream),
         Err(e) => {
@@ -206,25 +303,25 @@ pub fn spawn_watchers(
     tokio::spawn(signal_and_poll(
         triggers.clone(),
         hangup,
-        config.reload_poll,
+        config.poll,
         stop.clone(),
     ));
     if config.watch {
-        watch_directory(&config.rules, config.reload_debounce, triggers, stop);
+        watch_directory(&config.rules, config.debounce, triggers, stop);
     } else {
         tracing::info!(
             "file watching disabled; reloading on SIGHUP and every {:?}",
-            config.reload_poll
+            config.poll
         );
     }
 }
 
-async fn reloader(
-    shared: Arc<crate::server::state::Shared>,
+async fn run(
+    reloader: Reloader,
     mut pending: tokio::sync::mpsc::Receiver<Trigger>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
 ) {
-    let Some(worker) = ReloadThread::start(Arc::clone(&shared)) else {
+    let Some(worker) = ReloadThread::start(reloader) else {
         return;
     };
     loop {
@@ -235,11 +332,11 @@ async fn reloader(
         // systemd (ExecReload sends SIGHUP) waits for READY=1 to end a reload it asked for.
         let signalled = trigger == Trigger::Signal;
         if signalled {
-            crate::notify::reloading();
+            sd_notify::reloading();
         }
         worker.run(trigger).await;
         if signalled {
-            crate::notify::ready();
+            sd_notify::ready();
         }
     }
 }
@@ -265,7 +362,7 @@ fn lower_priority() {
 }
 
 impl ReloadThread {
-    fn start(shared: Arc<crate::server::state::Shared>) -> Option<Self> {
+    fn start(reloader: Reloader) -> Option<Self> {
         let (jobs, queue) =
             std::sync::mpsc::channel::<(Trigger, tokio::sync::oneshot::Sender<()>)>();
         let spawned = std::thread::Builder::new()
@@ -273,7 +370,7 @@ impl ReloadThread {
             .spawn(move || {
                 lower_priority();
                 while let Ok((trigger, done)) = queue.recv() {
-                    reload_now(&shared, trigger);
+                    reloader.reload(trigger);
                     let _ = done.send(());
                 }
             });
@@ -297,10 +394,10 @@ impl ReloadThread {
 async fn signal_and_poll(
     triggers: tokio::sync::mpsc::Sender<Trigger>,
     mut hangup: Option<tokio::signal::unix::Signal>,
-    poll: std::time::Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    poll: Duration,
+    mut stop: watch::Receiver<bool>,
 ) {
-    let mut ticker = tokio::time::interval(poll.max(std::time::Duration::from_millis(100)));
+    let mut ticker = tokio::time::interval(poll.max(Duration::from_millis(100)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
     loop {
@@ -327,9 +424,9 @@ async fn signal_and_poll(
 /// runs, and its hash check makes unrelated events cost one read.
 fn watch_directory(
     rules: &Path,
-    debounce: std::time::Duration,
+    debounce: Duration,
     triggers: tokio::sync::mpsc::Sender<Trigger>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
 ) {
     use notify::{EventKind, RecursiveMode, Watcher};
     let directory = if rules.is_dir() {
@@ -337,7 +434,7 @@ fn watch_directory(
     } else {
         match rules.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
+            _ => PathBuf::from("."),
         }
     };
     let changed = Arc::new(tokio::sync::Notify::new());

@@ -1,4 +1,6 @@
-//! RFC 9110 syntax helpers shared by the rules loader and the preflight decision.
+//! RFC 9110 syntax helpers shared by the rules loader, the preflight decision and the proxy.
+
+use http::HeaderValue;
 
 /// RFC 9110 §5.6.2: `tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
 /// "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA`.
@@ -48,6 +50,27 @@ pub fn trim_ows(mut bytes: &[u8]) -> &[u8] {
     bytes
 }
 
+/// The items of one comma-separated list value (RFC 9110 5.6.1: `#element`), OWS trimmed,
+/// empty items skipped (a recipient must accept and ignore them).
+#[inline]
+pub fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(trim_ows)
+        .filter(|item| !item.is_empty())
+}
+
+/// The items of every line of a list-valued field, in order (RFC 9110 5.3: several field
+/// lines of one name mean their values joined with commas).
+#[inline]
+pub fn field_items<'a>(
+    lines: impl IntoIterator<Item = &'a HeaderValue>,
+) -> impl Iterator<Item = &'a [u8]> {
+    lines
+        .into_iter()
+        .flat_map(|line| list_items(line.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,6 +85,18 @@ mod tests {
         assert!(!is_token(b"a,b"));
         assert!(!is_token("é".as_bytes()));
         assert!(!is_token(b"a\0"));
+    }
+
+    #[test]
+    fn splits_lists_like_rfc_9110() {
+        let items: Vec<&[u8]> = list_items(b" a,, b ,\t,c").collect();
+        assert_eq!(items, [&b"a"[..], b"b", b"c"]);
+        let lines = [
+            HeaderValue::from_static("x, y"),
+            HeaderValue::from_static(",z"),
+        ];
+        let items: Vec<&[u8]> = field_items(&lines).collect();
+        assert_eq!(items, [&b"x"[..], b"y", b"z"]);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use preflightd::policy;
-use preflightd::rules::{Diagnostic, Location, Subject, load_path};
+use preflightd::rules::load_path;
 
 use super::CheckArgs;
 
@@ -18,7 +18,7 @@ pub fn run(args: &CheckArgs) -> ExitCode {
             // Compiling catches the one thing validation cannot: regexes too large together.
             if let Err(e) = policy::compile(rules) {
                 let file = std::sync::Arc::from(path.display().to_string());
-                diagnostics.push(Diagnostic::error(Location::file(file), Subject::File, e.0));
+                diagnostics.push(e.diagnostic(Some(file)));
             }
         }
         let errors = diagnostics.iter().filter(|d| d.is_error()).count();

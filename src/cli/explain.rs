@@ -27,7 +27,8 @@ pub fn run(args: &ExplainArgs) -> ExitCode {
     let policy = match policy::compile(rules) {
         Ok(policy) => policy,
         Err(e) => {
-            eprintln!("{}: {e}", args.rules.display());
+            let file = std::sync::Arc::from(args.rules.display().to_string());
+            eprintln!("{}", e.diagnostic(Some(file)));
             return ExitCode::FAILURE;
         }
     };
@@ -132,7 +133,11 @@ fn report(policy: &Policy, request: &Request<'_>, args: &ExplainArgs) -> String 
             RuleStep::HeadersNotAllowed(names) => format!(
                 "headers: {names:?} not in headers {:?}{}",
                 rule.headers.written(),
-                if names.iter().any(|n| n == "authorization") && rule.headers.any {
+                if rule.headers.any
+                    && names
+                        .iter()
+                        .any(|n| !rule.headers.allows_header_name(n.as_bytes()))
+                {
                     " (\"*\" never covers authorization: list it by name)"
                 } else {
                     ""

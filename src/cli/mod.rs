@@ -150,9 +150,11 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    pub fn into_config(self) -> preflightd::server::ServeConfig {
+    pub fn into_config(self) -> preflightd::app::ServeConfig {
+        use preflightd::app::{LogFormat, ServeConfig};
         use preflightd::proxy::UpstreamConfig;
-        use preflightd::server::{LogFormat, ServeConfig};
+        use preflightd::reload::ReloadConfig;
+        use preflightd::server::ListenerConfig;
         let upstream = self
             .upstream
             .filter(|u| !u.is_empty())
@@ -165,22 +167,26 @@ impl ServeArgs {
                 extra_ca: self.upstream_ca,
             });
         ServeConfig {
-            rules: self.rules,
+            reload: ReloadConfig {
+                rules: self.rules,
+                debounce: self.reload_debounce,
+                poll: self.reload_poll,
+                watch: !self.no_watch,
+            },
             upstream,
             listen: self.listen,
             admin_listen: self.admin_listen,
+            listener: ListenerConfig {
+                max_connections: self.max_connections,
+                header_read_timeout: self.header_read_timeout,
+                max_header_bytes: self.max_header_bytes,
+            },
             workers: self.workers.unwrap_or_else(default_workers),
-            max_connections: self.max_connections,
-            header_read_timeout: self.header_read_timeout,
-            max_header_bytes: self.max_header_bytes,
             shutdown_grace: self.shutdown_grace,
             log_format: match self.log_format {
                 LogFormatArg::Text => LogFormat::Text,
                 LogFormatArg::Json => LogFormat::Json,
             },
-            reload_debounce: self.reload_debounce,
-            reload_poll: self.reload_poll,
-            watch: !self.no_watch,
         }
     }
 }

@@ -3,16 +3,30 @@
 
 use http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
-    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS,
-    ACCESS_CONTROL_REQUEST_METHOD, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, ORIGIN, VARY,
+    ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, CACHE_CONTROL, CONTENT_TYPE,
+    HeaderMap, ORIGIN,
 };
 use http::{HeaderName, HeaderValue, StatusCode};
 
-use crate::policy::{AllowList, AllowOrigin, CompiledRule, Policy};
-use crate::syntax::trim_ows;
+use super::checks::header_allowed;
+use crate::fetch::{ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK, NO_STORE, TEXT_PLAIN, TRUE};
+use crate::policy::{CompiledRule, Policy};
+use crate::syntax::{field_items, trim_ows};
 
-pub static ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK: HeaderName =
-    HeaderName::from_static("access-control-allow-private-network");
+/// Every value of the `result` label of `preflightd_preflight_requests_total`, each written
+/// once: the outcomes in [`Outcome::index`] order, then [`FORWARDED_LABEL`].
+pub const RESULT_LABELS: [&str; 7] = [
+    "allowed",
+    "no_rule",
+    "origin",
+    "method",
+    "headers",
+    "malformed",
+    FORWARDED_LABEL,
+];
+
+/// The `result` of a preflight passed to the upstream (`unmatched = "forward"`).
+pub const FORWARDED_LABEL: &str = "forwarded";
 
 /// Why a preflight was denied, most general first (DESIGN 4.4). Also the `result` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,13 +45,7 @@ pub enum Reason {
 
 impl Reason {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::NoRule => "no_rule",
-            Reason::Origin => "origin",
-            Reason::Method => "method",
-            Reason::Headers => "headers",
-            Reason::Malformed => "malformed",
-        }
+        Outcome::Denied(self).as_str()
     }
 
     /// The fixed body of a 403: names the reason, reflects nothing of the request.
@@ -59,12 +67,22 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The `result` label of `preflightd_preflight_requests_total`.
-    pub fn as_str(self) -> &'static str {
+    /// This outcome's place in [`RESULT_LABELS`].
+    #[inline]
+    pub const fn index(self) -> usize {
         match self {
-            Outcome::Allowed => "allowed",
-            Outcome::Denied(reason) => reason.as_str(),
+            Outcome::Allowed => 0,
+            Outcome::Denied(Reason::NoRule) => 1,
+            Outcome::Denied(Reason::Origin) => 2,
+            Outcome::Denied(Reason::Method) => 3,
+            Outcome::Denied(Reason::Headers) => 4,
+            Outcome::Denied(Reason::Malformed) => 5,
         }
+    }
+
+    /// The `result` label of `preflightd_preflight_requests_total`.
+    pub const fn as_str(self) -> &'static str {
+        RESULT_LABELS[self.index()]
     }
 }
 
@@ -80,12 +98,6 @@ pub struct Answer<'p> {
     /// The request asked for private network access and the rule grants it.
     private_network: bool,
 }
-
-static NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
-static TRUE: HeaderValue = HeaderValue::from_static("true");
-static STAR: HeaderValue = HeaderValue::from_static("*");
-static ZERO: HeaderValue = HeaderValue::from_static("0");
-static TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 
 impl<'p> Answer<'p> {
     pub(crate) fn new(
@@ -113,7 +125,8 @@ impl<'p> Answer<'p> {
     }
 
     pub fn status(&self) -> StatusCode {
-        // CORS-CHECKLIST 2.1: 204 passes the browser's ok-status check; a denial must not.
+        // Fetch: CORS-preflight fetch, step 7 (CORS-CHECKLIST 2.1): only an ok status (2xx)
+        // passes; 204 does, and a denial's 403 must not.
         if self.grants {
             StatusCode::NO_CONTENT
         } else {
@@ -138,65 +151,37 @@ impl<'p> Answer<'p> {
         let rule = match self.rule() {
             Some(rule) if self.grants => rule,
             _ => {
-                // 4.4: no Access-Control-Allow-* or -Max-Age on a denial.
-                out.insert(VARY, self.policy.vary.clone());
+                // DESIGN 4.4: no Access-Control-Allow-* or -Max-Age on a denial.
+                self.policy.vary.insert(out);
                 out.insert(CACHE_CONTROL, NO_STORE.clone());
                 out.insert(CONTENT_TYPE, TEXT_PLAIN.clone());
                 return;
             }
         };
         let allowed = self.outcome == Outcome::Allowed;
-        match rule.allow_origin {
-            AllowOrigin::Star => {
-                out.insert(ACCESS_CONTROL_ALLOW_ORIGIN, STAR.clone());
-            }
-            AllowOrigin::Echo => {
-                if let Some(origin) = echo(request, &ORIGIN) {
-                    out.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-                }
-            }
+        if let Some(origin) = echo(request, &ORIGIN) {
+            rule.allow_origin.insert(out, &origin);
         }
         if rule.credentials {
-            // CORS-CHECKLIST 2.2: byte-exactly `true`.
+            // Fetch: CORS check, steps 5-6 (CORS-CHECKLIST 2.2): byte-exactly `true`.
             out.insert(ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE.clone());
         }
-        match &rule.allow_methods {
-            AllowList::Omit => {}
-            AllowList::Value(value) => {
-                out.insert(ACCESS_CONTROL_ALLOW_METHODS, value.clone());
-            }
-            AllowList::Echo => {
-                // CORS-CHECKLIST 2.7: the exact ACRM bytes.
-                if let Some(method) = echo(request, &ACCESS_CONTROL_REQUEST_METHOD) {
-                    out.insert(ACCESS_CONTROL_ALLOW_METHODS, method);
-                }
-            }
-        }
-        match &rule.allow_headers {
-            AllowList::Omit => {}
-            AllowList::Value(value) => {
-                out.insert(ACCESS_CONTROL_ALLOW_HEADERS, value.clone());
-            }
-            AllowList::Echo => {
-                if let Some(names) = echo_header_names(request, rule) {
-                    out.insert(ACCESS_CONTROL_ALLOW_HEADERS, names);
-                }
-            }
-        }
-        // A debug denial must not be cached: the browser would keep failing from its cache
-        // after the rules are fixed.
-        let max_age = if allowed { &rule.max_age } else { &ZERO };
-        out.insert(ACCESS_CONTROL_MAX_AGE, max_age.clone());
+        // Fetch: CORS-preflight fetch, step 7.5 (CORS-CHECKLIST 2.7): an echoed method is the
+        // exact ACRM bytes; methods compare case-sensitively.
+        rule.allow_methods
+            .insert(out, ACCESS_CONTROL_ALLOW_METHODS, || {
+                echo(request, &ACCESS_CONTROL_REQUEST_METHOD)
+            });
+        rule.allow_headers
+            .insert(out, ACCESS_CONTROL_ALLOW_HEADERS, || {
+                echo_header_names(request, rule)
+            });
+        rule.max_age.insert(out, allowed);
         if self.private_network {
             out.insert(ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK.clone(), TRUE.clone());
         }
-        out.insert(VARY, self.policy.vary.clone());
-        let cache = if allowed {
-            &self.policy.cache_control_allowed
-        } else {
-            &NO_STORE
-        };
-        out.insert(CACHE_CONTROL, cache.clone());
+        self.policy.vary.insert(out);
+        self.policy.cache_control.insert(out, allowed);
     }
 }
 
@@ -217,17 +202,14 @@ fn echo(request: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
 /// browsers send them (2.18). `None` when there is nothing to list.
 fn echo_header_names(request: &HeaderMap, rule: &CompiledRule) -> Option<HeaderValue> {
     let mut joined = Vec::new();
-    for line in request.get_all(ACCESS_CONTROL_REQUEST_HEADERS) {
-        for item in line.as_bytes().split(|&b| b == b',') {
-            let name = trim_ows(item);
-            if name.is_empty() || !super::header_allowed(rule, name) {
-                continue;
-            }
-            if !joined.is_empty() {
-                joined.push(b',');
-            }
-            joined.extend(name.iter().map(u8::to_ascii_lowercase));
+    for name in field_items(request.get_all(ACCESS_CONTROL_REQUEST_HEADERS)) {
+        if !header_allowed(rule, name) {
+            continue;
         }
+        if !joined.is_empty() {
+            joined.push(b',');
+        }
+        joined.extend(name.iter().map(u8::to_ascii_lowercase));
     }
     if joined.is_empty() {
         return None;

@@ -2,8 +2,9 @@
 //! the Fetch checks (scope, then origin as in the CORS check, then method, then headers), and
 //! the decision the server would make. Slow on purpose: it visits every rule.
 
-use super::request::{self, Malformed, Preflight};
-use super::{Decision, Request, Verdict, decide, evaluate, header_allowed, host_without_port};
+use super::checks::{Verdict, evaluate, header_allowed};
+use super::decide::{Decision, decide};
+use super::request::{self, Malformed, Preflight, Request, host_without_port};
 use crate::policy::Policy;
 
 /// Where one rule stopped.

@@ -3,14 +3,11 @@
 //! Responses that already carry it are never changed (CORS-CHECKLIST 2.4: never a second ACAO).
 
 use http::HeaderValue;
-use http::header::{
-    ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS,
-    HeaderMap, VARY,
-};
+use http::header::{ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_ORIGIN, HeaderMap};
 
-use super::{Request, host_without_port};
-use crate::policy::{AllowOrigin, Policy};
-use crate::syntax::trim_ows;
+use super::request::{self, Request, host_without_port};
+use crate::fetch::TRUE;
+use crate::policy::{ExposeHeaders, Policy, vary};
 
 /// What to add to the response, owned so it can outlive the policy snapshot across the
 /// upstream round trip.
@@ -18,14 +15,10 @@ use crate::syntax::trim_ows;
 pub struct Fill {
     allow_origin: HeaderValue,
     credentials: bool,
-    expose: Option<HeaderValue>,
+    expose: ExposeHeaders,
     /// `Origin` joins `Vary` when the answer depends on it (an echoed origin).
     vary_origin: bool,
 }
-
-static STAR: HeaderValue = HeaderValue::from_static("*");
-static TRUE: HeaderValue = HeaderValue::from_static("true");
-static ORIGIN_TOKEN: HeaderValue = HeaderValue::from_static("Origin");
 
 /// The fill for a request, when the policy fills and the first rule in scope whose origins
 /// match the request's single `Origin` line exists.
@@ -33,7 +26,7 @@ pub fn fill_for(policy: &Policy, request: &Request<'_>) -> Option<Fill> {
     if !policy.fills_actual_responses() {
         return None;
     }
-    let (value, origin) = super::request::origin(request.headers).ok()?;
+    let (value, origin) = request::origin(request.headers).ok()?;
     let host = request.host.map(host_without_port);
     let mut first: Option<usize> = None;
     policy.origins.for_each_match(origin, |index| {
@@ -42,16 +35,17 @@ pub fn fill_for(policy: &Policy, request: &Request<'_>) -> Option<Fill> {
         }
     });
     let rule = &policy.rules[first?];
-    let (allow_origin, vary_origin) = match rule.allow_origin {
-        AllowOrigin::Star => (STAR.clone(), false),
-        AllowOrigin::Echo if origin.len() == value.len() => (value.clone(), true),
-        AllowOrigin::Echo => (HeaderValue::from_bytes(origin).ok()?, true),
+    // The trimmed origin, reusing the request's value when there was nothing to trim.
+    let echoed = if origin.len() == value.len() {
+        value.clone()
+    } else {
+        HeaderValue::from_bytes(origin).ok()?
     };
     Some(Fill {
-        allow_origin,
+        allow_origin: rule.allow_origin.value(&echoed),
         credentials: rule.credentials,
         expose: rule.expose.clone(),
-        vary_origin,
+        vary_origin: rule.allow_origin.varies(),
     })
 }
 
@@ -65,39 +59,11 @@ impl Fill {
         if self.credentials {
             response.insert(ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE.clone());
         }
-        if let Some(expose) = &self.expose {
-            response.insert(ACCESS_CONTROL_EXPOSE_HEADERS, expose.clone());
-        }
+        self.expose.insert(response);
         if self.vary_origin {
-            merge_vary_origin(response);
+            vary::add_origin(response);
         }
     }
-}
-
-/// Adds `Origin` to `Vary` unless it (or `*`) is there already; keeps the upstream's tokens.
-fn merge_vary_origin(headers: &mut HeaderMap) {
-    let present = headers.get_all(VARY).iter().any(|line| {
-        line.as_bytes()
-            .split(|&b| b == b',')
-            .map(trim_ows)
-            .any(|t| t.eq_ignore_ascii_case(b"origin") || t == b"*")
-    });
-    if present {
-        return;
-    }
-    let merged = match headers.get(VARY) {
-        Some(existing) if !existing.is_empty() && headers.get_all(VARY).iter().count() == 1 => {
-            let mut bytes = existing.as_bytes().to_vec();
-            bytes.extend_from_slice(b", Origin");
-            HeaderValue::from_bytes(&bytes).unwrap_or_else(|_| ORIGIN_TOKEN.clone())
-        }
-        _ => {
-            // Several Vary lines (or an empty one): one more line means the same list.
-            headers.append(VARY, ORIGIN_TOKEN.clone());
-            return;
-        }
-    };
-    headers.insert(VARY, merged);
 }
 
 #[cfg(test)]

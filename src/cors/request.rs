@@ -1,11 +1,39 @@
-//! Reading a preflight out of its header lines, bounded, without allocating.
+//! The request as the decision sees it, and reading a preflight out of its header lines,
+//! bounded, without allocating.
 
 use http::header::{
     ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, HeaderMap, ORIGIN,
 };
 use http::{HeaderName, HeaderValue, Method};
 
-use crate::syntax::{is_token, trim_ows};
+use crate::fetch::{ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK, TRUE};
+use crate::syntax::{field_items, is_token, trim_ows};
+
+/// The request as the decision needs it: method, host (with or without port, as in the
+/// `Host` field or the URI authority), path, and header lines.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'r> {
+    pub method: &'r Method,
+    pub host: Option<&'r [u8]>,
+    pub path: &'r [u8],
+    pub headers: &'r HeaderMap,
+}
+
+/// `Host` / authority without its port (hosts scopes ignore the port, DESIGN 3). An IPv6
+/// literal keeps its brackets (RFC 3986 3.2.2: `IP-literal = "[" ... "]"`).
+#[inline]
+pub fn host_without_port(host: &[u8]) -> &[u8] {
+    if host.first() == Some(&b'[') {
+        return match host.iter().position(|&b| b == b']') {
+            Some(close) => &host[..=close],
+            None => host,
+        };
+    }
+    match host.iter().rposition(|&b| b == b':') {
+        Some(colon) => &host[..colon],
+        None => host,
+    }
+}
 
 /// Project policy (DESIGN 4.2): browsers do not bound ACRH (CORS-CHECKLIST 2.19), we do, so a
 /// hostile list costs no more than a normal one.
@@ -13,10 +41,8 @@ pub const MAX_ORIGIN_BYTES: usize = 1024;
 pub const MAX_REQUEST_HEADERS_BYTES: usize = 4096;
 pub const MAX_REQUEST_HEADER_NAMES: usize = 64;
 
-pub static ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK: HeaderName =
-    HeaderName::from_static("access-control-request-private-network");
-
-/// CORS-CHECKLIST 1.1-1.4: a preflight is `OPTIONS` (byte-exact, 1.2) with both an `Origin`
+/// Fetch: CORS-preflight fetch, steps 1-5 (CORS-CHECKLIST 1.1-1.4): a preflight is `OPTIONS`
+/// (byte-exact, 1.2) with both an `Origin`
 /// and an `Access-Control-Request-Method` field. Anything else is proxied untouched.
 #[inline]
 pub fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
@@ -63,7 +89,8 @@ pub enum Malformed {
     OriginTooLong,
     /// A byte outside visible ASCII, or a comma: no browser sends it, and it must not be echoed.
     OriginBytes,
-    /// CORS-CHECKLIST 1.8: more than one ACRM line.
+    /// Fetch: "extract header list values", step 2 (CORS-CHECKLIST 1.8): more than one ACRM
+    /// line.
     DuplicateMethod,
     /// CORS-CHECKLIST 1.8: ACRM empty or not one token.
     MethodNotToken,
@@ -146,26 +173,21 @@ pub fn parse(headers: &HeaderMap) -> Result<Preflight<'_>, Malformed> {
     if total > MAX_REQUEST_HEADERS_BYTES {
         return Err(Malformed::HeadersTooLong);
     }
-    // CORS-CHECKLIST 2.18: all lines, split on commas, OWS trimmed, empty items ignored.
-    for line in lines {
-        for item in line.as_bytes().split(|&b| b == b',') {
-            let item = trim_ows(item);
-            if item.is_empty() {
-                continue;
-            }
-            if !is_token(item) {
-                return Err(Malformed::HeaderNotToken);
-            }
-            if requested.len == MAX_REQUEST_HEADER_NAMES {
-                return Err(Malformed::TooManyHeaders);
-            }
-            requested.names[requested.len] = item;
-            requested.len += 1;
+    // CORS-CHECKLIST 2.18: all lines, split on commas, OWS trimmed, empty items ignored
+    // (RFC 9110 5.6.1); each item a token (Fetch: ACRH is `1#field-name`).
+    for item in field_items(lines) {
+        if !is_token(item) {
+            return Err(Malformed::HeaderNotToken);
         }
+        if requested.len == MAX_REQUEST_HEADER_NAMES {
+            return Err(Malformed::TooManyHeaders);
+        }
+        requested.names[requested.len] = item;
+        requested.len += 1;
     }
     let private_network = headers
         .get(&ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK)
-        .is_some_and(|v| trim_ows(v.as_bytes()) == b"true");
+        .is_some_and(|v| trim_ows(v.as_bytes()) == TRUE.as_bytes());
     Ok(Preflight {
         origin,
         method,

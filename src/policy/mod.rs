@@ -5,15 +5,29 @@
 //! (cloning one is a reference-count increment, not a copy). The server holds the `Policy`
 //! in an `ArcSwap` and shares it with every worker thread without a lock.
 
+mod allow_list;
+mod allow_origin;
+mod cache_control;
+mod expose_headers;
+mod header_value;
+mod max_age;
 mod origin_matcher;
+pub mod vary;
 
-use http::HeaderValue;
+use std::sync::Arc;
 
 use crate::rules::{
-    ActualResponses, HostScope, Location, OriginPattern, Rules, Settings, Unmatched,
+    ActualResponses, Diagnostic, HostScope, Location, Rule, Rules, Settings, Subject, TokenList,
+    Unmatched,
 };
-use crate::rules::{Rule, TokenList};
-pub use origin_matcher::OriginMatcher;
+pub use allow_list::AllowList;
+pub use allow_origin::AllowOrigin;
+pub use cache_control::CacheControl;
+pub use expose_headers::ExposeHeaders;
+pub use header_value::HeaderValueError;
+pub use max_age::MaxAge;
+pub use origin_matcher::{MatcherError, OriginMatcher};
+pub use vary::PreflightVary;
 
 #[derive(Debug)]
 pub struct Policy {
@@ -26,29 +40,8 @@ pub struct Policy {
     /// The distinct (hosts, paths) scopes, to tell `no_rule` from `origin` without walking
     /// every rule.
     scopes: Vec<(Vec<HostScope>, Vec<String>)>,
-    pub(crate) vary: HeaderValue,
-    pub(crate) cache_control_allowed: HeaderValue,
-}
-
-/// What `Access-Control-Allow-Origin` says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AllowOrigin {
-    /// `*`: an `origins = ["*"]` rule without credentials.
-    Star,
-    /// The request's origin, echoed (CORS-CHECKLIST 2.2).
-    Echo,
-}
-
-/// What `Access-Control-Allow-Methods` or `-Headers` says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AllowList {
-    /// Nothing to list: the header is left out.
-    Omit,
-    /// The rule's list, rendered once.
-    Value(HeaderValue),
-    /// A `*` list with credentials: `*` is literal to browsers then (CORS-CHECKLIST 2.11),
-    /// so what was requested is echoed.
-    Echo,
+    pub vary: PreflightVary,
+    pub cache_control: CacheControl,
 }
 
 #[derive(Debug)]
@@ -64,9 +57,9 @@ pub struct CompiledRule {
     pub allow_origin: AllowOrigin,
     pub allow_methods: AllowList,
     pub allow_headers: AllowList,
-    pub max_age: HeaderValue,
+    pub max_age: MaxAge,
     /// `Access-Control-Expose-Headers` for filled actual responses.
-    pub expose: Option<HeaderValue>,
+    pub expose: ExposeHeaders,
 }
 
 impl CompiledRule {
@@ -83,52 +76,74 @@ fn scope_covers(hosts: &[HostScope], paths: &[String], host: Option<&[u8]>, path
     host_ok && (paths.is_empty() || paths.iter().any(|p| path.starts_with(p.as_bytes())))
 }
 
-/// Why a valid rule set could not be compiled (only the regex automaton can be too large).
+/// Why a valid rule set could not be compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CompileError(pub String);
+pub enum CompileError {
+    /// The origin automata could not be built (too many rules, or regexes too large together).
+    Matcher(MatcherError),
+    /// A rule's response header could not be rendered.
+    HeaderValue {
+        rule: String,
+        location: Location,
+        error: HeaderValueError,
+    },
+}
+
+impl CompileError {
+    /// The error as a diagnostic with its place: the rule and line when there is one, else
+    /// `file` (the rule set's first file) as a whole.
+    pub fn diagnostic(&self, file: Option<Arc<str>>) -> Diagnostic {
+        let whole = || Location::file(file.clone().unwrap_or_else(|| Arc::from("(rules)")));
+        match self {
+            CompileError::Matcher(error) => {
+                let location = error.location().cloned().unwrap_or_else(whole);
+                Diagnostic::error(location, Subject::File, error.to_string())
+            }
+            CompileError::HeaderValue {
+                rule,
+                location,
+                error,
+            } => Diagnostic::error(
+                location.clone(),
+                Subject::Rule(rule.clone()),
+                format!("cannot render {} value {:?}", error.field, error.value),
+            ),
+        }
+    }
+}
 
 impl std::fmt::Display for CompileError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        write!(f, "{}", self.diagnostic(None))
     }
 }
 
 impl std::error::Error for CompileError {}
 
-fn header_value(text: String) -> Result<HeaderValue, CompileError> {
-    HeaderValue::try_from(text.as_str())
-        .map_err(|_| CompileError(format!("cannot render header value {text:?}")))
-}
-
-fn list_value(list: &TokenList, credentials: bool) -> Result<AllowList, CompileError> {
-    if list.any && credentials {
-        return Ok(AllowList::Echo);
-    }
-    let written = list.written();
-    if written.is_empty() {
-        return Ok(AllowList::Omit);
-    }
-    Ok(AllowList::Value(header_value(written.join(", "))?))
-}
-
 pub fn compile(rules: Rules) -> Result<Policy, CompileError> {
-    let origins = OriginMatcher::build(&rules.rules).map_err(CompileError)?;
+    let origins = OriginMatcher::build(&rules.rules).map_err(CompileError::Matcher)?;
     let compiled = rules
         .rules
         .iter()
-        .map(compile_rule)
+        .map(|rule| {
+            compile_rule(rule).map_err(|error| CompileError::HeaderValue {
+                rule: rule.name.clone(),
+                location: rule.location.clone(),
+                error,
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    // CORS-CHECKLIST 4.2: Vary on every preflight answer, allowed or denied, so a shared cache
-    // never serves one origin's answer to another.
-    let mut vary =
-        String::from("Origin, Access-Control-Request-Method, Access-Control-Request-Headers");
-    if compiled.iter().any(|r| r.private_network) {
-        vary.push_str(", Access-Control-Request-Private-Network");
-    }
-    let cache_control_allowed = match rules.settings.cdn_max_age {
-        0 => "no-store".to_owned(),
-        seconds => format!("public, max-age={seconds}"),
+    let whole = |error| CompileError::HeaderValue {
+        rule: String::new(),
+        location: rules
+            .rules
+            .first()
+            .map(|r| Location::file(Arc::clone(&r.location.file)))
+            .unwrap_or_else(|| Location::file(Arc::from("(rules)"))),
+        error,
     };
+    let vary = PreflightVary::compile(compiled.iter().any(|r| r.private_network)).map_err(whole)?;
+    let cache_control = CacheControl::compile(rules.settings.cdn_max_age).map_err(whole)?;
     let unscoped_rule = compiled
         .iter()
         .any(|r| r.hosts.is_empty() && r.paths.is_empty());
@@ -145,14 +160,12 @@ pub fn compile(rules: Rules) -> Result<Policy, CompileError> {
         source: rules,
         unscoped_rule,
         scopes,
-        vary: header_value(vary)?,
-        cache_control_allowed: header_value(cache_control_allowed)?,
+        vary,
+        cache_control,
     })
 }
 
-fn compile_rule(rule: &Rule) -> Result<CompiledRule, CompileError> {
-    let has_star = rule.origins.iter().any(|o| o.pattern == OriginPattern::Any);
-    let expose = rule.expose.written();
+fn compile_rule(rule: &Rule) -> Result<CompiledRule, HeaderValueError> {
     Ok(CompiledRule {
         name: rule.name.clone(),
         location: rule.location.clone(),
@@ -162,20 +175,19 @@ fn compile_rule(rule: &Rule) -> Result<CompiledRule, CompileError> {
         headers: rule.headers.clone(),
         credentials: rule.credentials,
         private_network: rule.private_network,
-        // CORS-CHECKLIST 2.3: never `*` with credentials (validation refuses that pairing).
-        allow_origin: if has_star && !rule.credentials {
-            AllowOrigin::Star
-        } else {
-            AllowOrigin::Echo
-        },
-        allow_methods: list_value(&rule.methods, rule.credentials)?,
-        allow_headers: list_value(&rule.headers, rule.credentials)?,
-        max_age: HeaderValue::from(rule.max_age),
-        expose: if expose.is_empty() {
-            None
-        } else {
-            Some(header_value(expose.join(", "))?)
-        },
+        allow_origin: AllowOrigin::compile(rule),
+        allow_methods: AllowList::compile(
+            &rule.methods,
+            rule.credentials,
+            "Access-Control-Allow-Methods",
+        )?,
+        allow_headers: AllowList::compile(
+            &rule.headers,
+            rule.credentials,
+            "Access-Control-Allow-Headers",
+        )?,
+        max_age: MaxAge::compile(rule.max_age),
+        expose: ExposeHeaders::compile(&rule.expose)?,
     })
 }
 

@@ -26,7 +26,49 @@ use regex_automata::util::start;
 use regex_automata::{Anchored, MatchKind};
 
 use crate::rules::origin::{REGEX_DFA_LIMIT, regex_syntax};
-use crate::rules::{HostSpec, OriginPattern, PortSpec, Rule};
+use crate::rules::{HostSpec, Location, OriginPattern, PortSpec, Rule};
+
+/// Why the origin automata could not be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MatcherError {
+    /// More rules than a `u32` numbers.
+    TooManyRules,
+    /// The host-entry automaton could not be built (aho-corasick's own limits).
+    HostEntries { reason: String },
+    /// The `regex:` entries together need too large an automaton. `first` is where the first
+    /// of them is written.
+    Regexes {
+        count: usize,
+        first: Location,
+        reason: String,
+    },
+}
+
+impl MatcherError {
+    /// Where the error is best reported, when one entry stands for it.
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            MatcherError::Regexes { first, .. } => Some(first),
+            MatcherError::TooManyRules | MatcherError::HostEntries { .. } => None,
+        }
+    }
+}
+
+impl std::fmt::Display for MatcherError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MatcherError::TooManyRules => f.write_str("too many rules (at most 4294967295)"),
+            MatcherError::HostEntries { reason } => {
+                write!(f, "cannot compile the origin matcher: {reason}")
+            }
+            MatcherError::Regexes { count, reason, .. } => write!(
+                f,
+                "the {count} regex origins together need too large an automaton ({reason}); use \
+                 fewer or simpler regexes, or globs"
+            ),
+        }
+    }
+}
 
 /// The regex entries' DFA and the rule each of its patterns belongs to.
 #[derive(Debug)]
@@ -74,14 +116,15 @@ pub struct OriginMatcher {
 }
 
 impl OriginMatcher {
-    pub fn build(rules: &[Rule]) -> Result<Self, String> {
+    pub fn build(rules: &[Rule]) -> Result<Self, MatcherError> {
         let mut matcher = OriginMatcher::default();
         let mut host_patterns = Vec::new();
         let mut host_rules = Vec::new();
         let mut regex_patterns = Vec::new();
         let mut regex_rules = Vec::new();
+        let mut first_regex: Option<&Location> = None;
         for (index, rule) in rules.iter().enumerate() {
-            let index = u32::try_from(index).map_err(|_| "too many rules".to_owned())?;
+            let index = u32::try_from(index).map_err(|_| MatcherError::TooManyRules)?;
             for entry in &rule.origins {
                 match &entry.pattern {
                     OriginPattern::Any => matcher.any.push(index),
@@ -91,6 +134,7 @@ impl OriginMatcher {
                         host_rules.push(host_tail(origin, index));
                     }
                     OriginPattern::Regex(regex) => {
+                        first_regex.get_or_insert(&entry.location);
                         regex_patterns.push(format!("(?:{regex})\\z"));
                         regex_rules.push(index);
                     }
@@ -100,17 +144,19 @@ impl OriginMatcher {
         matcher.any.dedup();
         matcher.null.dedup();
         matcher.hosts = build_host_entries(&host_patterns, host_rules)
-            .map_err(|e| format!("cannot compile the origin matcher: {e}"))?;
+            .map_err(|reason| MatcherError::HostEntries { reason })?;
         // Regexes are user-written; a combination too large to determinize is refused
         // rather than slowing every reload.
         let regex_limit = REGEX_DFA_LIMIT.saturating_mul(8);
         matcher.regexes =
-            build_automaton(&regex_patterns, regex_rules, regex_limit).map_err(|e| {
-                format!(
-                    "the {} regex origins together need too large an automaton ({e}); use fewer \
-                 or simpler regexes, or globs",
-                    regex_patterns.len()
-                )
+            build_automaton(&regex_patterns, regex_rules, regex_limit).map_err(|reason| {
+                MatcherError::Regexes {
+                    count: regex_patterns.len(),
+                    first: first_regex
+                        .cloned()
+                        .unwrap_or_else(|| Location::file("(rules)".into())),
+                    reason,
+                }
             })?;
         Ok(matcher)
     }

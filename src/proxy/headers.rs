@@ -11,10 +11,13 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+use crate::syntax::field_items;
+
 static UPGRADE_TOKEN: HeaderValue = HeaderValue::from_static("upgrade");
 static TRAILERS: HeaderValue = HeaderValue::from_static("trailers");
 
-/// True for an HTTP/1.1 upgrade request (WebSocket): `Connection: upgrade` and `Upgrade`.
+/// True for an HTTP/1.1 upgrade request (RFC 9110 7.8: `Upgrade`, nominated by
+/// `Connection: upgrade`), as WebSocket sends it (RFC 6455 4.1).
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(UPGRADE) && connection_has(headers, b"upgrade")
 }
@@ -23,13 +26,9 @@ fn connection_has(headers: &HeaderMap, token: &[u8]) -> bool {
     connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(token))
 }
 
+/// RFC 9110 7.6.1: `Connection = #connection-option`.
 fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
-    headers
-        .get_all(CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .map(crate::syntax::trim_ows)
-        .filter(|t| !t.is_empty())
+    field_items(headers.get_all(CONNECTION))
 }
 
 /// Removes the hop-by-hop fields: those `Connection` names, and the fixed set. For an upgrade
@@ -37,14 +36,10 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
 /// `TE: trailers` from a client is renewed for the next hop: trailers are streamed through,
 /// and an upstream only sends them to a peer that says it accepts them.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    let accepts_trailers = headers
-        .get_all(TE)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .any(|t| {
-            let t = crate::syntax::trim_ows(t);
-            t.len() >= 8 && t[..8].eq_ignore_ascii_case(b"trailers")
-        });
+    // RFC 9110 10.1.4: `TE = #t-codings`, where `trailers` may carry no parameters but the
+    // other codings' weights may follow it in the list.
+    let accepts_trailers = field_items(headers.get_all(TE))
+        .any(|t| t.len() >= 8 && t[..8].eq_ignore_ascii_case(b"trailers"));
     if headers.contains_key(CONNECTION) {
         let named: Vec<HeaderName> = connection_tokens(headers)
             .filter_map(|t| HeaderName::from_bytes(t).ok())

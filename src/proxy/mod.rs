@@ -19,6 +19,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
+use crate::fetch::TEXT_PLAIN;
 use crate::metrics::{Metrics, UpstreamError};
 use headers::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
 
@@ -78,8 +79,6 @@ impl ClientConnection {
 }
 
 type UpstreamConnection = hyper::client::conn::http1::SendRequest<Incoming>;
-
-static TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 
 impl Upstream {
     pub fn new(config: &UpstreamConfig) -> Result<Self, String> {
@@ -152,7 +151,8 @@ impl Upstream {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        // The upstream speaks HTTP/1.1 and needs a Host field: the one the client meant (an
+        // RFC 9112 3.2: an HTTP/1.1 request carries Host. The upstream speaks HTTP/1.1 and
+        // needs one: the one the client meant (an
         // HTTP/2 client's :authority), kept unless --rewrite-host; else the upstream's own.
         if self.rewrite_host {
             parts
@@ -290,7 +290,8 @@ impl Upstream {
     }
 }
 
-/// Copies bytes both ways between an upgraded client and upstream until either side closes.
+/// RFC 9110 7.8: after a 101 the connection speaks the upgraded protocol; copies its bytes
+/// both ways between client and upstream until either side closes.
 async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
     match tokio::try_join!(client, upstream) {
         Ok((client, upstream)) => {

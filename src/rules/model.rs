@@ -5,6 +5,7 @@
 
 use super::diagnostic::Location;
 use super::origin::OriginPattern;
+use crate::fetch::{CORS_SAFELISTED_METHODS, wildcard_covers_header_name};
 
 /// The whole rule set: one file, or a directory of files read as one list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +53,9 @@ pub const DEFAULT_MAX_AGE: u32 = 7200;
 pub const MAX_MAX_AGE: u32 = 86_400;
 /// Chromium caps Access-Control-Max-Age at two hours (CORS-CHECKLIST 2.21).
 pub const CHROMIUM_MAX_AGE_CAP: u32 = 7200;
-pub const DEFAULT_METHODS: [&str; 3] = ["GET", "HEAD", "POST"];
+/// A rule without `methods` lists the CORS-safelisted ones (which pass anyway, CORS-CHECKLIST
+/// 2.13), so its `Access-Control-Allow-Methods` says what a browser may send.
+pub const DEFAULT_METHODS: [&str; 3] = CORS_SAFELISTED_METHODS;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
@@ -130,6 +133,14 @@ impl TokenList {
         self.items
             .iter()
             .any(|item| item.as_bytes().eq_ignore_ascii_case(token))
+    }
+
+    /// Whether this header-name list covers `name` (Fetch: CORS-preflight fetch, steps
+    /// 7.6-7.7; CORS-CHECKLIST 2.9): listed, compared ASCII-case-insensitively, or covered by
+    /// `*`, which never covers `authorization`.
+    #[inline]
+    pub fn allows_header_name(&self, name: &[u8]) -> bool {
+        self.contains_ignore_case(name) || (self.any && wildcard_covers_header_name(name))
     }
 
     /// The list as written: `*` first when present, then the items.

@@ -6,12 +6,11 @@ use std::collections::HashMap;
 use super::diagnostic::{Diagnostic, Location, Subject};
 use super::model::{CHROMIUM_MAX_AGE_CAP, HostScope, Rule, Rules, TokenList};
 use super::origin::{HostSpec, OriginPattern, PortSpec};
+use crate::fetch::is_cors_safelisted_method;
 
 /// Methods the Fetch standard uppercases before sending (FETCH §"Methods", normalize); a rule
 /// listing one of them in lowercase never matches a browser.
 const NORMALIZED_METHODS: [&str; 6] = ["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT"];
-/// CORS-safelisted methods: always allowed by method (CORS-CHECKLIST 2.13).
-const SAFELISTED_METHODS: [&str; 3] = ["GET", "HEAD", "POST"];
 
 pub fn check(rules: &Rules, diagnostics: &mut Vec<Diagnostic>) {
     duplicate_names(rules, diagnostics);
@@ -249,18 +248,18 @@ fn shadows(earlier: &Rule, later: &Rule) -> bool {
     let methods = earlier.methods.any
         || (!later.methods.any
             && later.methods.items.iter().all(|m| {
-                SAFELISTED_METHODS.contains(&m.as_str())
+                is_cors_safelisted_method(m.as_bytes())
                     || earlier.methods.contains_exact(m.as_bytes())
             }));
     hosts && paths && origins && methods && headers_cover(&earlier.headers, &later.headers)
 }
 
 fn headers_cover(earlier: &TokenList, later: &TokenList) -> bool {
-    // CORS-CHECKLIST 2.9: `*` never covers `authorization`.
-    let covers = |name: &String| {
-        earlier.contains_exact(name.as_bytes()) || (earlier.any && name != "authorization")
-    };
-    (earlier.any || !later.any) && later.items.iter().all(covers)
+    (earlier.any || !later.any)
+        && later
+            .items
+            .iter()
+            .all(|name| earlier.allows_header_name(name.as_bytes()))
 }
 
 fn host_scope_covers(earlier: &HostScope, later: &HostScope) -> bool {

@@ -7,12 +7,21 @@ use std::time::Instant;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::state::Shared;
 use crate::cors::{self, Decision, Outcome};
-use crate::proxy::{Body, ClientConnection, error_response, fixed};
+use crate::live::Live;
+use crate::metrics::Metrics;
+use crate::proxy::{Body, ClientConnection, Upstream, error_response, fixed};
+
+/// What every request is served with.
+pub struct Context {
+    pub live: Arc<Live>,
+    pub metrics: Arc<Metrics>,
+    /// `None` when no `--upstream` is set: preflights are still answered.
+    pub upstream: Option<Upstream>,
+}
 
 pub async fn handle(
-    shared: Arc<Shared>,
+    context: Arc<Context>,
     client: Arc<ClientConnection>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
@@ -20,7 +29,7 @@ pub async fn handle(
     // Decide on one snapshot, and let go of it before any await: a reload swaps the policy
     // without waiting for anyone.
     let (answer, fill) = {
-        let active = shared.active.load();
+        let active = context.live.load();
         let host = request
             .uri()
             .authority()
@@ -61,19 +70,19 @@ pub async fn handle(
         }
     };
     if let Some(response) = answer {
-        shared
+        context
             .metrics
             .preflight_duration
             .observe(started.elapsed().as_secs_f64());
         return Ok(response);
     }
-    let Some(upstream) = &shared.upstream else {
+    let Some(upstream) = &context.upstream else {
         let response = error_response(StatusCode::BAD_GATEWAY, "no upstream configured\n");
-        shared.metrics.count_proxy_status(response.status());
+        context.metrics.count_proxy_status(response.status());
         return Ok(response);
     };
     let version = request.version();
-    let mut response = upstream.forward(request, &shared.metrics, &client).await;
+    let mut response = upstream.forward(request, &context.metrics, &client).await;
     // The client's protocol, not the upstream's (an HTTP/1.0 upstream must not downgrade an
     // HTTP/1.1 client's status line).
     *response.version_mut() = version;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Preflightd, Upstream, WAIT, send};
+use crate::support::{Preflightd, Upstream, WAIT, send};
 
 fn chromium() -> String {
     std::env::var("PREFLIGHTD_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned())

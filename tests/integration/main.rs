@@ -3,10 +3,15 @@
 mod browser;
 mod cli;
 mod decision;
-mod harness;
+mod fill;
+mod lifecycle;
+mod limits;
+mod metrics;
+mod preflights;
 mod prometheus_text;
 mod properties;
+mod proxy;
 mod reload;
-mod server;
 mod support;
+mod upstream_failures;
 mod validation;

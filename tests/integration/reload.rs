@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Preflightd, Upstream, WAIT, preflight, send};
+use crate::support::{Preflightd, Upstream, WAIT, preflight, send};
 
 fn rules(origin: &str, max_age: u32) -> String {
     format!(
@@ -245,7 +245,7 @@ fn the_periodic_recheck_applies_a_change_with_the_watcher_disabled() {
 
 /// Checks one preflight answer against the two policies: allowed with exactly the headers of
 /// the version that allows this origin, or denied with none. Anything else is a failure.
-fn consistent(response: &crate::harness::RawResponse, origin: &str) -> Result<(), String> {
+fn consistent(response: &crate::support::RawResponse, origin: &str) -> Result<(), String> {
     let max_age = if origin == A { "100" } else { "200" };
     match response.status {
         204 if response.header("access-control-allow-origin") == Some(origin)
@@ -339,4 +339,30 @@ fn under_load_a_hundred_rewrites_fail_no_request_and_never_mix_policies() {
     assert!(
         edge.metric("preflightd_rules_reloads_total{result=\"failure\",trigger=\"watch\"}") >= 1.0
     );
+}
+
+#[test]
+fn a_recovery_to_the_active_content_and_an_unchanged_sighup_each_log_one_info_line() {
+    let edge = start(&rules(A, 100));
+    let file = edge.rules_dir().join("rules.toml");
+    // SIGHUP with nothing changed: one info line, no compile.
+    edge.process.signal("HUP");
+    let line = edge.process.wait_for_line("SIGHUP: rules unchanged");
+    assert!(line.contains("\"level\":\"INFO\""), "{line}");
+    // A bad push, then the old content back: the hash is the active one's, so nothing is
+    // compiled, but the recovery is said once.
+    std::fs::write(&file, "[[rule]]\nname = \"web\"\norigins = [\"nope\"]\n").expect("write");
+    until_metric(
+        &edge,
+        "preflightd_rules_reloads_total{result=\"failure\",trigger=\"watch\"}",
+        1.0,
+    );
+    assert_eq!(edge.metric("preflightd_rules_last_reload_successful"), 0.0);
+    std::fs::write(&file, rules(A, 100)).expect("write");
+    let line = edge
+        .process
+        .wait_for_line("rules are back to the active policy");
+    assert!(line.contains("\"level\":\"INFO\""), "{line}");
+    assert_eq!(edge.metric("preflightd_rules_last_reload_successful"), 1.0);
+    assert_eq!(status(&edge, A), 204);
 }

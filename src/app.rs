@@ -1,0 +1,174 @@
+//! The composition root of `preflightd serve`: from one [`ServeConfig`] it builds logging,
+//! the metrics, the first policy, the upstream, the runtime, the signals, the listeners and
+//! the tasks, wires them together, and runs them until SIGTERM or SIGINT. Nothing else in
+//! the crate starts a task or reads a signal on its own.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use crate::metrics::Metrics;
+use crate::proxy::{Upstream, UpstreamConfig};
+use crate::reload::{self, ReloadConfig};
+use crate::sd_notify;
+use crate::server::{self, Context, ListenerConfig};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything `preflightd serve` is configured with (DESIGN 2).
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub reload: ReloadConfig,
+    pub upstream: Option<UpstreamConfig>,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub listener: ListenerConfig,
+    pub workers: usize,
+    /// On SIGTERM/SIGINT, time for requests in flight to finish before exiting.
+    pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
+}
+
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Runs the service until SIGTERM or SIGINT; the exit code for the process: 0 after a
+/// graceful shutdown, 1 when the rules or a listener cannot be set up, 2 for a bad
+/// `--upstream`.
+pub fn serve(config: ServeConfig) -> ExitCode {
+    init_logging(config.log_format);
+    let metrics = match Metrics::new() {
+        Ok(metrics) => Arc::new(metrics),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up metrics");
+            return ExitCode::FAILURE;
+        }
+    };
+    // DESIGN 6: the first load must succeed, or the process exits non-zero with the errors.
+    let Some(live) = reload::first_load(&config.reload, Arc::clone(&metrics)) else {
+        return ExitCode::FAILURE;
+    };
+    let upstream = match config.upstream.as_ref().map(Upstream::new).transpose() {
+        Ok(upstream) => upstream,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.workers.max(1))
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let context = Arc::new(Context {
+        live,
+        metrics,
+        upstream,
+    });
+    let code = runtime.block_on(run(config, context));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    tracing::info!(code = ?code, "stopped");
+    code
+}
+
+async fn bind(address: SocketAddr, flag: &str) -> Option<TcpListener> {
+    match TcpListener::bind(address).await {
+        Ok(listener) => Some(listener),
+        Err(e) => {
+            tracing::error!(address = %address, error = %e, "cannot bind {flag}");
+            None
+        }
+    }
+}
+
+async fn run(config: ServeConfig, context: Arc<Context>) -> ExitCode {
+    let Some(listener) = bind(config.listen, "--listen").await else {
+        return ExitCode::FAILURE;
+    };
+    let Some(admin) = bind(config.admin_listen, "--admin-listen").await else {
+        return ExitCode::FAILURE;
+    };
+    let live = Arc::clone(&context.live);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let admin_address = local(&admin);
+    tokio::spawn(crate::admin::serve(
+        admin,
+        Arc::clone(&live),
+        stop_rx.clone(),
+    ));
+    // Signal handlers are registered before the service says it is ready, so that no early
+    // SIGHUP or SIGTERM takes the default action and ends the process.
+    reload::spawn(&config.reload, Arc::clone(&live), stop_rx);
+    let terminate = signal(SignalKind::terminate()).ok();
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    live.set_ready(true);
+    sd_notify::ready();
+    tracing::info!(
+        listen = %local(&listener),
+        admin = %admin_address,
+        upstream = config.upstream.as_ref().map_or("(none)", |u| u.url.as_str()),
+        "serving"
+    );
+    // SIGTERM: Kubernetes sends it to start a graceful shutdown. Not ready from then on, so
+    // the load balancer stops sending; requests in flight finish within the grace.
+    let shutdown = async {
+        shutdown_signal(terminate, interrupt).await;
+        live.set_ready(false);
+        sd_notify::stopping();
+    };
+    server::run(
+        listener,
+        &config.listener,
+        context,
+        shutdown,
+        config.shutdown_grace,
+    )
+    .await;
+    let _ = stop_tx.send(true);
+    ExitCode::SUCCESS
+}
+
+fn local(listener: &TcpListener) -> String {
+    listener
+        .local_addr()
+        .map_or_else(|_| "?".to_owned(), |a| a.to_string())
+}
+
+async fn shutdown_signal(terminate: Option<Signal>, interrupt: Option<Signal>) {
+    async fn recv(stream: Option<Signal>) {
+        match stream {
+            Some(mut stream) => {
+                stream.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
+    tokio::select! {
+        () = recv(interrupt) => tracing::info!("SIGINT received"),
+        () = recv(terminate) => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,154 @@
+//! The admin port (DESIGN 7): `/metrics` parses and counts exactly what was sent; health,
+//! readiness and `/rules`.
+
+use crate::support::{Preflightd, RULES, Upstream, preflight, sample, send};
+
+#[test]
+fn metrics_parse_and_count_exactly_what_was_sent() {
+    let upstream = Upstream::start();
+    let edge = Preflightd::start(RULES, Some(&upstream.url()), &[]);
+    for _ in 0..3 {
+        send(
+            edge.data,
+            &preflight("/", "api.example.com", "https://app.example.com", "PUT", ""),
+        );
+    }
+    for _ in 0..2 {
+        send(
+            edge.data,
+            &preflight("/", "api.example.com", "https://evil.example", "PUT", ""),
+        );
+    }
+    send(
+        edge.data,
+        &preflight(
+            "/",
+            "api.example.com",
+            "https://app.example.com",
+            "PATCH",
+            "",
+        ),
+    );
+    send(
+        edge.data,
+        &preflight(
+            "/",
+            "api.example.com",
+            "https://app.example.com",
+            "PUT",
+            "x-not-listed",
+        ),
+    );
+    send(
+        edge.data,
+        &preflight(
+            "/",
+            "api.example.com",
+            "https://app.example.com",
+            "BAD METHOD",
+            "",
+        ),
+    );
+    send(
+        edge.data,
+        &preflight(
+            "/",
+            "other.example.com",
+            "https://app.example.com",
+            "PUT",
+            "",
+        ),
+    );
+    for _ in 0..4 {
+        send(
+            edge.data,
+            "GET /small HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n",
+        );
+    }
+    send(
+        edge.data,
+        "GET /status/404 HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n",
+    );
+
+    let text = edge.metrics();
+    crate::prometheus_text::validate(&text)
+        .unwrap_or_else(|e| panic!("invalid exposition: {e}\n{text}"));
+    let count = |series: &str| sample(&text, series);
+    assert_eq!(
+        count("preflightd_preflight_requests_total{result=\"allowed\",rule=\"web\"}"),
+        3.0
+    );
+    assert_eq!(
+        count("preflightd_preflight_requests_total{result=\"origin\",rule=\"(none)\"}"),
+        2.0
+    );
+    assert_eq!(
+        count("preflightd_preflight_requests_total{result=\"method\",rule=\"web\"}"),
+        1.0
+    );
+    assert_eq!(
+        count("preflightd_preflight_requests_total{result=\"headers\",rule=\"web\"}"),
+        1.0
+    );
+    assert_eq!(
+        count("preflightd_preflight_requests_total{result=\"malformed\",rule=\"(none)\"}"),
+        1.0
+    );
+    assert_eq!(
+        count("preflightd_preflight_requests_total{result=\"no_rule\",rule=\"(none)\"}"),
+        1.0
+    );
+    assert_eq!(count("preflightd_preflight_duration_seconds_count"), 9.0);
+    assert_eq!(
+        count("preflightd_proxy_requests_total{code_class=\"2xx\"}"),
+        4.0
+    );
+    assert_eq!(
+        count("preflightd_proxy_requests_total{code_class=\"4xx\"}"),
+        1.0
+    );
+    assert_eq!(count("preflightd_upstream_duration_seconds_count"), 5.0);
+    assert_eq!(count("preflightd_rules_loaded"), 1.0);
+    assert_eq!(count("preflightd_rules_last_reload_successful"), 1.0);
+    assert_eq!(count("preflightd_build_info{version=\"0.1.0\"}"), 1.0);
+    assert!(count("preflightd_rules_last_reload_success_timestamp_seconds") > 1.7e9);
+    assert!(count("process_resident_memory_bytes") > 0.0);
+    // No series for results that never happened at 10 000 rules' scale.
+    assert!(
+        !text.contains("result=\"forwarded\""),
+        "unused series exported"
+    );
+
+    let health = send(
+        edge.admin,
+        "GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    let ready = send(
+        edge.admin,
+        "GET /readyz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!((health.status, ready.status), (200, 200));
+    let rules = send(
+        edge.admin,
+        "GET /rules HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    let json: serde_json::Value = serde_json::from_slice(&rules.body).expect("rules json");
+    assert_eq!(json["generation"], 1);
+    assert_eq!(json["rules"][0]["name"], "web");
+    assert_eq!(json["rules"][0]["origins"][0], "https://app.example.com");
+    let sha = json["sha256"].as_str().expect("sha256");
+    assert_eq!(sha.len(), 64);
+    assert_eq!(
+        count(&format!("preflightd_rules_info{{sha256=\"{sha}\"}}")),
+        1.0
+    );
+    // The data port does not serve admin paths: they are proxied like anything else.
+    assert_eq!(
+        send(
+            edge.data,
+            "GET /metrics HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n"
+        )
+        .header("x-upstream"),
+        Some("yes")
+    );
+}
