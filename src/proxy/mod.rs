@@ -80,31 +80,81 @@ impl ClientConnection {
 
 type UpstreamConnection = hyper::client::conn::http1::SendRequest<Incoming>;
 
+/// Why `--upstream` (or `--upstream-ca`) cannot be used.
+#[derive(Debug)]
+pub enum UpstreamConfigError {
+    /// Not a URI at all.
+    Unparsable {
+        url: String,
+        reason: String,
+    },
+    /// A scheme other than `http` or `https`, or none.
+    Scheme {
+        url: String,
+    },
+    NoHost {
+        url: String,
+    },
+    /// A path or query: requests keep their own.
+    PathOrQuery {
+        url: String,
+    },
+    /// The `--upstream-ca` file cannot be read or holds a certificate that cannot be used.
+    Ca {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    /// rustls refused the client configuration.
+    Tls {
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for UpstreamConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamConfigError::Unparsable { url, reason } => {
+                write!(f, "invalid --upstream {url:?}: {reason}")
+            }
+            UpstreamConfigError::Scheme { url } => write!(
+                f,
+                "invalid --upstream {url:?}: use http://host[:port] or https://host[:port]"
+            ),
+            UpstreamConfigError::NoHost { url } => write!(f, "invalid --upstream {url:?}: no host"),
+            UpstreamConfigError::PathOrQuery { url } => write!(
+                f,
+                "invalid --upstream {url:?}: paths are passed through as requested; give only scheme://host[:port]"
+            ),
+            UpstreamConfigError::Ca { path, reason } => {
+                write!(f, "--upstream-ca {}: {reason}", path.display())
+            }
+            UpstreamConfigError::Tls { reason } => write!(f, "TLS setup: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for UpstreamConfigError {}
+
 impl Upstream {
-    pub fn new(config: &UpstreamConfig) -> Result<Self, String> {
-        let uri: Uri = config
-            .url
-            .parse()
-            .map_err(|e| format!("invalid --upstream {:?}: {e}", config.url))?;
+    pub fn new(config: &UpstreamConfig) -> Result<Self, UpstreamConfigError> {
+        let url = || config.url.clone();
+        let uri: Uri = config.url.parse().map_err(|e: http::uri::InvalidUri| {
+            UpstreamConfigError::Unparsable {
+                url: url(),
+                reason: e.to_string(),
+            }
+        })?;
         let scheme = match uri.scheme_str() {
             Some("http") => Scheme::HTTP,
             Some("https") => Scheme::HTTPS,
-            _ => {
-                return Err(format!(
-                    "invalid --upstream {:?}: use http://host[:port] or https://host[:port]",
-                    config.url
-                ));
-            }
+            _ => return Err(UpstreamConfigError::Scheme { url: url() }),
         };
         let authority = uri
             .authority()
             .cloned()
-            .ok_or_else(|| format!("invalid --upstream {:?}: no host", config.url))?;
+            .ok_or_else(|| UpstreamConfigError::NoHost { url: url() })?;
         if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
-            return Err(format!(
-                "invalid --upstream {:?}: paths are passed through as requested; give only scheme://host[:port]",
-                config.url
-            ));
+            return Err(UpstreamConfigError::PathOrQuery { url: url() });
         }
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -121,8 +171,12 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
             .build(connector.clone());
-        let host_value = HeaderValue::from_str(authority.as_str())
-            .map_err(|e| format!("invalid --upstream host: {e}"))?;
+        let host_value = HeaderValue::from_str(authority.as_str()).map_err(|e| {
+            UpstreamConfigError::Unparsable {
+                url: url(),
+                reason: e.to_string(),
+            }
+        })?;
         Ok(Upstream {
             client,
             connector,
@@ -342,7 +396,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-fn tls_config(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+fn tls_config(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, UpstreamConfigError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     // System roots: missing ones only matter for an https upstream signed by a public CA.
@@ -351,17 +405,20 @@ fn tls_config(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, String> {
     }
     if let Some(path) = extra_ca {
         use rustls::pki_types::pem::PemObject;
-        let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
-            .map_err(|e| format!("--upstream-ca {}: {e}", path.display()))?;
+        let ca = |e: &dyn std::fmt::Display| UpstreamConfigError::Ca {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(path).map_err(|e| ca(&e))?;
         for cert in certs {
-            let cert = cert.map_err(|e| format!("--upstream-ca {}: {e}", path.display()))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("--upstream-ca {}: {e}", path.display()))?;
+            let cert = cert.map_err(|e| ca(&e))?;
+            roots.add(cert).map_err(|e| ca(&e))?;
         }
     }
     rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))
+        .map_err(|e| UpstreamConfigError::Tls {
+            reason: e.to_string(),
+        })
         .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
 }
