@@ -30,6 +30,8 @@ pub struct ReloadConfig {
     pub poll: Duration,
     /// Watch the rules directory (off: SIGHUP and the periodic re-check only).
     pub watch: bool,
+    /// Bound on the bytes of the rule set, all files together (`--max-rules-bytes`).
+    pub max_bytes: u64,
 }
 
 /// Why a load failed: every diagnostic, each with its place (file, line, rule).
@@ -95,10 +97,8 @@ pub fn sha256(sources: &[Source]) -> String {
 
 /// Reads `path` and returns its sources and their hash (the cheap half of a reload: an
 /// unchanged hash needs no compile).
-pub fn read(path: &Path) -> Result<(Vec<Source>, String), LoadError> {
-    let sources = read_sources(path).map_err(|d| LoadError {
-        diagnostics: vec![d],
-    })?;
+pub fn read(path: &Path, max_bytes: u64) -> Result<(Vec<Source>, String), LoadError> {
+    let sources = read_sources(path, max_bytes).map_err(|diagnostics| LoadError { diagnostics })?;
     let hash = sha256(&sources);
     Ok((sources, hash))
 }
@@ -138,8 +138,14 @@ enum Attempt {
 /// is the live one's, parse, validate and compile. Logs every error and warning with its
 /// place, and counts the result. Blocking (file reads, compiling): run it off the request
 /// path.
-fn attempt(path: &Path, live_sha256: Option<&str>, trigger: Trigger, metrics: &Metrics) -> Attempt {
-    let result = read(path).and_then(|(sources, sha)| {
+fn attempt(
+    config: &ReloadConfig,
+    live_sha256: Option<&str>,
+    trigger: Trigger,
+    metrics: &Metrics,
+) -> Attempt {
+    let path = config.rules.as_path();
+    let result = read(path, config.max_bytes).and_then(|(sources, sha)| {
         if live_sha256 == Some(sha.as_str()) {
             return Ok(None);
         }
@@ -208,7 +214,7 @@ fn log_diagnostic(diagnostic: &Diagnostic, trigger: Trigger) {
 /// The first load (DESIGN 6): it must succeed, or the process exits non-zero with every
 /// error logged. The same attempt as every reload.
 pub fn first_load(config: &ReloadConfig, metrics: Arc<Metrics>) -> Option<Arc<Live>> {
-    match attempt(&config.rules, None, Trigger::Startup, &metrics) {
+    match attempt(config, None, Trigger::Startup, &metrics) {
         Attempt::Loaded(candidate) => {
             let live = Arc::new(Live::new(*candidate, metrics));
             let snapshot = live.load_full();
@@ -227,7 +233,7 @@ pub fn first_load(config: &ReloadConfig, metrics: Arc<Metrics>) -> Option<Arc<Li
 /// Reloads into a live policy; remembers whether the last attempt failed, so that a recovery
 /// is logged even when it restores the very content that is live.
 struct Reloader {
-    rules: PathBuf,
+    config: ReloadConfig,
     live: Arc<Live>,
     failing: AtomicBool,
 }
@@ -237,7 +243,7 @@ impl Reloader {
     fn reload(&self, trigger: Trigger) {
         let live_sha256 = self.live.load().provenance.sha256.clone();
         let metrics = self.live.metrics();
-        match attempt(&self.rules, Some(&live_sha256), trigger, metrics) {
+        match attempt(&self.config, Some(&live_sha256), trigger, metrics) {
             Attempt::Unchanged => {
                 if self.failing.swap(false, Ordering::Relaxed) {
                     tracing::info!(
@@ -288,7 +294,7 @@ fn retire(previous: Arc<Snapshot>) {
 pub fn spawn(config: &ReloadConfig, live: Arc<Live>, stop: watch::Receiver<bool>) {
     let (triggers, pending) = tokio::sync::mpsc::channel(1);
     let reloader = Reloader {
-        rules: config.rules.clone(),
+        config: config.clone(),
         live,
         failing: AtomicBool::new(false),
     };

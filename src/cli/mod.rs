@@ -147,6 +147,9 @@ pub struct ServeArgs {
     /// Do not watch the rules directory; reload only on SIGHUP and the periodic re-check
     #[arg(long, env = "PREFLIGHTD_NO_WATCH")]
     pub no_watch: bool,
+    /// Largest rule set accepted, all files together, in bytes; a larger one fails the load
+    #[arg(long, env = "PREFLIGHTD_MAX_RULES_BYTES", default_value_t = preflightd::rules::DEFAULT_MAX_RULES_BYTES)]
+    pub max_rules_bytes: u64,
 }
 
 impl ServeArgs {
@@ -172,6 +175,7 @@ impl ServeArgs {
                 debounce: self.reload_debounce,
                 poll: self.reload_poll,
                 watch: !self.no_watch,
+                max_bytes: self.max_rules_bytes,
             },
             upstream,
             listen: self.listen,

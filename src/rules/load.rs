@@ -5,7 +5,7 @@
 //! serde stops at the first problem; an operator fixing a rules file wants all of them at once.
 
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use toml::Spanned;
@@ -41,66 +41,161 @@ impl Loaded {
     }
 }
 
-/// Reads `path`: a file, or a directory whose `*.toml` files are read in file-name order.
-/// Dot-files and subdirectories are skipped (a Kubernetes ConfigMap volume keeps its real
-/// files in `..data/` and links them into the directory by name).
-pub fn read_sources(path: &Path) -> Result<Vec<Source>, Diagnostic> {
+/// The default bound on the bytes of one rule set (all its files together): far above real
+/// rule sets (100 000 rules take about 10 MB), low enough that a runaway generator cannot make
+/// a reload hold gigabytes.
+pub const DEFAULT_MAX_RULES_BYTES: u64 = 64 << 20;
+
+/// Reads `path`: a file, or a directory whose `*.toml` files are read in file-name order, at
+/// most `max_bytes` in all. Dot-files are skipped. Every `*.toml` entry must be readable as
+/// a regular file: a directory, a dangling symlink, a symlink loop, a FIFO, a socket or a
+/// device under that name is an error (a file that silently went missing would drop its
+/// rules). A Kubernetes ConfigMap or Secret volume keeps its files in `..data/`, a symlink the
+/// kubelet swaps atomically; it is resolved once, so one read never mixes two generations.
+/// Every error is returned, each naming its file.
+pub fn read_sources(path: &Path, max_bytes: u64) -> Result<Vec<Source>, Vec<Diagnostic>> {
     let display: Arc<str> = Arc::from(path.display().to_string());
-    let io_error = |what: &str, e: std::io::Error| {
-        Diagnostic::error(
-            Location::file(Arc::clone(&display)),
-            Subject::File,
-            format!("cannot {what}: {e}"),
-        )
+    let error = |name: &Arc<str>, message: String| {
+        Diagnostic::error(Location::file(Arc::clone(name)), Subject::File, message)
     };
-    let metadata = std::fs::metadata(path).map_err(|e| io_error("read", e))?;
-    let mut files = Vec::new();
+    let metadata =
+        std::fs::metadata(path).map_err(|e| vec![error(&display, format!("cannot read: {e}"))])?;
+    // (the name to report, the path to read)
+    let mut files: Vec<(Arc<str>, PathBuf)> = Vec::new();
     if metadata.is_dir() {
-        let entries = std::fs::read_dir(path).map_err(|e| io_error("read directory", e))?;
+        // The kubelet's atomic writer makes `..data` a symlink; a plain directory of that
+        // name is nobody's volume and is skipped like any other.
+        let data = path.join("..data");
+        let is_volume = data
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink());
+        let listed = match std::fs::canonicalize(&data) {
+            Ok(resolved) if is_volume && resolved.is_dir() => resolved,
+            _ => path.to_path_buf(),
+        };
+        let entries = std::fs::read_dir(&listed)
+            .map_err(|e| vec![error(&display, format!("cannot read directory: {e}"))])?;
         for entry in entries {
-            let entry = entry.map_err(|e| io_error("read directory", e))?;
+            let entry =
+                entry.map_err(|e| vec![error(&display, format!("cannot read directory: {e}"))])?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            let file = entry.path();
-            if name.starts_with('.') || !name.ends_with(".toml") || !file.is_file() {
+            if name.starts_with('.') || !name.ends_with(".toml") {
                 continue;
             }
-            files.push(file);
+            files.push((
+                Arc::from(path.join(name.as_ref()).display().to_string()),
+                entry.path(),
+            ));
         }
         files.sort();
         if files.is_empty() {
-            return Err(Diagnostic::error(
-                Location::file(display),
-                Subject::File,
-                "no *.toml files in this directory",
-            ));
+            return Err(vec![error(
+                &display,
+                "no *.toml files in this directory".to_owned(),
+            )]);
         }
     } else {
-        files.push(path.to_path_buf());
+        files.push((display, path.to_path_buf()));
     }
-    files
-        .into_iter()
-        .map(|file| {
-            let name: Arc<str> = Arc::from(file.display().to_string());
-            let text = std::fs::read_to_string(&file).map_err(|e| {
-                Diagnostic::error(
-                    Location::file(Arc::clone(&name)),
-                    Subject::File,
-                    format!("cannot read: {e}"),
-                )
-            })?;
-            Ok(Source { name, text })
-        })
-        .collect()
+    let mut sources = Vec::with_capacity(files.len());
+    let mut errors = Vec::new();
+    let mut budget = max_bytes;
+    for (name, file) in files {
+        match read_regular_file(&file, budget) {
+            Ok(text) => {
+                budget -= text.len() as u64;
+                sources.push(Source { name, text });
+            }
+            Err(ReadError::TooLarge) => {
+                errors.push(error(
+                    &name,
+                    format!(
+                        "the rules are larger than {max_bytes} bytes in all (--max-rules-bytes)"
+                    ),
+                ));
+                break;
+            }
+            Err(ReadError::Io(message)) => errors.push(error(&name, message)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(sources)
+    } else {
+        Err(errors)
+    }
+}
+
+enum ReadError {
+    TooLarge,
+    Io(String),
+}
+
+/// Reads one file that must be a regular file, at most `budget` bytes. Opened without
+/// blocking (a FIFO under a rules name must not hang the reload thread), then checked with
+/// `fstat` on the open descriptor, so a swap between a check and the open cannot slip a FIFO
+/// or a device through.
+fn read_regular_file(file: &Path, budget: u64) -> Result<String, ReadError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(file)
+        .map_err(|e| {
+            ReadError::Io(match e.raw_os_error() {
+                Some(libc::ENOENT) if file.symlink_metadata().is_ok() => {
+                    "cannot read: a symlink to nothing (dangling)".to_owned()
+                }
+                Some(libc::ELOOP) => "cannot read: a symlink loop".to_owned(),
+                _ => format!("cannot read: {e}"),
+            })
+        })?;
+    let kind = opened
+        .metadata()
+        .map_err(|e| ReadError::Io(format!("cannot read: {e}")))?
+        .file_type();
+    let what = if kind.is_file() {
+        None
+    } else if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_fifo() {
+        Some("a FIFO")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else if kind.is_char_device() || kind.is_block_device() {
+        Some("a device")
+    } else {
+        Some("not a regular file")
+    };
+    if let Some(what) = what {
+        return Err(ReadError::Io(format!(
+            "cannot read: {what}, not a rules file"
+        )));
+    }
+    let mut bytes = Vec::new();
+    opened
+        .take(budget.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| ReadError::Io(format!("cannot read: {e}")))?;
+    if bytes.len() as u64 > budget {
+        return Err(ReadError::TooLarge);
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        ReadError::Io(format!(
+            "cannot read: not UTF-8 (byte {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })
 }
 
 /// Reads and loads `path` (see [`read_sources`] and [`load_sources`]).
 pub fn load_path(path: &Path) -> Loaded {
-    match read_sources(path) {
+    match read_sources(path, DEFAULT_MAX_RULES_BYTES) {
         Ok(sources) => load_sources(&sources),
-        Err(diagnostic) => Loaded {
+        Err(diagnostics) => Loaded {
             rules: None,
-            diagnostics: vec![diagnostic],
+            diagnostics,
         },
     }
 }
@@ -155,6 +250,7 @@ const RULE_KEYS: &[&str] = &[
     "private_network",
     "dangerously_allow_insecure_origins",
     "dangerously_allow_public_suffix_globs",
+    "dangerously_allow_unpinned_regex_origins",
 ];
 const SETTINGS_KEYS: &[&str] = &["unmatched", "debug", "cdn_max_age", "actual_responses"];
 const TOP_KEYS: &[&str] = &["settings", "rule"];
@@ -434,6 +530,7 @@ impl<'a> FileWalker<'a> {
             private_network: false,
             dangerously_allow_insecure_origins: false,
             dangerously_allow_public_suffix_globs: false,
+            dangerously_allow_unpinned_regex_origins: false,
         };
         let mut saw_origins = false;
         for (key, value) in table {
@@ -476,14 +573,15 @@ impl<'a> FileWalker<'a> {
                     for (entry, span) in entries {
                         let parsed = parse_origin(entry).and_then(|pattern| match &pattern {
                             OriginPattern::Regex(regex) => check_regex(regex)
-                                .map(|()| pattern.clone())
+                                .map(|facts| (pattern.clone(), Some(facts)))
                                 .map_err(|why| format!("invalid origin {entry:?}: {why}")),
-                            _ => Ok(pattern),
+                            _ => Ok((pattern, None)),
                         });
                         match parsed {
-                            Ok(pattern) => rule.origins.push(OriginEntry {
+                            Ok((pattern, regex)) => rule.origins.push(OriginEntry {
                                 pattern,
                                 location: self.at(&span),
+                                regex,
                             }),
                             Err(why) => self.error(&span, &subject, why),
                         }
@@ -523,6 +621,11 @@ impl<'a> FileWalker<'a> {
                 "dangerously_allow_public_suffix_globs" => {
                     if let Some(b) = self.boolean(&subject, key_name, value) {
                         rule.dangerously_allow_public_suffix_globs = b;
+                    }
+                }
+                "dangerously_allow_unpinned_regex_origins" => {
+                    if let Some(b) = self.boolean(&subject, key_name, value) {
+                        rule.dangerously_allow_unpinned_regex_origins = b;
                     }
                 }
                 other => self.unknown_key(&key.span(), &subject, other, RULE_KEYS),

@@ -8,8 +8,8 @@ pub mod origin;
 mod validate;
 
 pub use diagnostic::{Diagnostic, Location, Severity, Subject};
-pub use load::{Loaded, Source, load_path, load_sources, read_sources};
+pub use load::{DEFAULT_MAX_RULES_BYTES, Loaded, Source, load_path, load_sources, read_sources};
 pub use model::{
     ActualResponses, HostScope, OriginEntry, Rule, Rules, Settings, TokenList, Unmatched,
 };
-pub use origin::{HostOrigin, HostSpec, OriginPattern, PortSpec};
+pub use origin::{HostOrigin, HostSpec, OriginPattern, PortSpec, RegexFacts};

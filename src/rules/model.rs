@@ -4,7 +4,7 @@
 //! entry keeps the place it was written, for diagnostics, `explain` and `/rules`.
 
 use super::diagnostic::Location;
-use super::origin::OriginPattern;
+use super::origin::{OriginPattern, RegexFacts};
 use crate::fetch::{CORS_SAFELISTED_METHODS, wildcard_covers_header_name};
 
 /// The whole rule set: one file, or a directory of files read as one list.
@@ -78,12 +78,17 @@ pub struct Rule {
     pub private_network: bool,
     pub dangerously_allow_insecure_origins: bool,
     pub dangerously_allow_public_suffix_globs: bool,
+    /// Lets a credentialed rule keep a `regex:` origin that is not pinned to a fixed
+    /// registrable domain (it could match a site anyone can register).
+    pub dangerously_allow_unpinned_regex_origins: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginEntry {
     pub pattern: OriginPattern,
     pub location: Location,
+    /// For a `regex:` entry: what validation holds it to (its reach over schemes and domains).
+    pub regex: Option<RegexFacts>,
 }
 
 /// A host scope entry; matched ASCII-case-insensitively, port ignored.

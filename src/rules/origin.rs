@@ -145,28 +145,194 @@ pub fn regex_syntax() -> regex_automata::util::syntax::Config {
 /// rather than slowing every reload.
 pub const REGEX_DFA_LIMIT: usize = 8 << 20;
 
-/// Checks that a `regex:` entry parses and compiles to a DFA of bounded size.
-pub fn check_regex(pattern: &str) -> Result<(), String> {
-    use regex_automata::dfa::dense;
-    if let Err(e) = regex_automata::util::syntax::parse_with(pattern, &regex_syntax()) {
-        // regex-syntax renders a multi-line picture; its last line is the reason.
-        let message = e.to_string();
-        let reason = message.lines().last().unwrap_or("").trim();
-        return Err(format!(
-            "regex does not parse: {}",
-            reason.trim_start_matches("error: ")
-        ));
-    }
-    dense::Builder::new()
+/// Upper bound on the Thompson NFA one regex entry may need. The NFA is built before the DFA
+/// and grows with nested repetition (`((a{10}){10}){10}` is 1 000 copies of `a`): without this
+/// bound a 72-byte entry needs gigabytes before the DFA limit is ever consulted.
+pub const REGEX_NFA_LIMIT: usize = 2 << 20;
+
+/// Checks that a `regex:` entry parses and compiles, NFA and DFA, within bounded size; the
+/// compiled DFA (anchored at the start, matching the whole origin) for further analysis.
+pub fn check_regex(pattern: &str) -> Result<RegexFacts, String> {
+    use regex_automata::dfa::{StartKind, dense};
+    use regex_automata::nfa::thompson;
+    let hir = match regex_automata::util::syntax::parse_with(pattern, &regex_syntax()) {
+        Ok(hir) => hir,
+        Err(e) => {
+            // regex-syntax renders a multi-line picture; its last line is the reason.
+            let message = e.to_string();
+            let reason = message.lines().last().unwrap_or("").trim();
+            return Err(format!(
+                "regex does not parse: {}",
+                reason.trim_start_matches("error: ")
+            ));
+        }
+    };
+    let dfa = dense::Builder::new()
         .configure(
             dense::Config::new()
+                .start_kind(StartKind::Anchored)
                 .dfa_size_limit(Some(REGEX_DFA_LIMIT))
                 .determinize_size_limit(Some(REGEX_DFA_LIMIT)),
         )
         .syntax(regex_syntax())
-        .build(&format!("^(?:{pattern})$"))
-        .map(|_| ())
-        .map_err(|e| format!("regex needs too large an automaton ({e}); simplify it or use a glob"))
+        .thompson(
+            thompson::Config::new()
+                .utf8(false)
+                .nfa_size_limit(Some(REGEX_NFA_LIMIT))
+                .which_captures(thompson::WhichCaptures::None),
+        )
+        .build(&format!("(?:{pattern})\\z"))
+        .map_err(|e| {
+            format!("regex needs too large an automaton ({e}); simplify it or use a glob")
+        })?;
+    let hosts = strip_port(&hir);
+    Ok(RegexFacts {
+        insecure: can_match_insecure(&dfa, &hir),
+        pinned: pinned_domains(&hosts),
+        loopback_only: loopback_only(&hir),
+    })
+}
+
+/// What validation needs to know of a `regex:` entry to hold it to the rules that bind globs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegexFacts {
+    /// It can match an `http://` origin that is not a loopback one.
+    pub insecure: bool,
+    /// The fixed registrable domains the origins it matches end in (`example.com` for
+    /// `https://[a-z]+\.example\.com`), or `None` when it is not pinned to such a set.
+    pub pinned: Option<Vec<String>>,
+    /// Every origin it matches is a loopback one (`localhost`, `127.0.0.1`, `[::1]`).
+    pub loopback_only: bool,
+}
+
+/// The loopback hosts a regex may spell out, with their scheme.
+const LOOPBACK_PREFIXES: [&str; 6] = [
+    "http://localhost",
+    "http://127.0.0.1",
+    "http://[::1]",
+    "https://localhost",
+    "https://127.0.0.1",
+    "https://[::1]",
+];
+
+/// A literal prefix that fixes a loopback host: exactly one of [`LOOPBACK_PREFIXES`], or one
+/// followed by `:` (a port). `http://localhost.evil.com` is not one.
+fn is_loopback_prefix(literal: &regex_syntax::hir::literal::Literal) -> bool {
+    let bytes = literal.as_bytes();
+    LOOPBACK_PREFIXES.iter().any(|host| {
+        let host = host.as_bytes();
+        (literal.is_exact() && bytes == host)
+            || (bytes.starts_with(host) && bytes.get(host.len()) == Some(&b':'))
+    })
+}
+
+fn loopback_only(hir: &regex_syntax::hir::Hir) -> bool {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let prefixes = Extractor::new().kind(ExtractKind::Prefix).extract(hir);
+    prefixes
+        .literals()
+        .is_some_and(|literals| !literals.is_empty() && literals.iter().all(is_loopback_prefix))
+}
+
+/// The regex without a trailing port part (`:[0-9]+`, `(:[0-9]+)?`, `:8443`), so that its
+/// literal suffix is the end of the host.
+fn strip_port(hir: &regex_syntax::hir::Hir) -> regex_syntax::hir::Hir {
+    use regex_syntax::hir::{Hir, HirKind};
+    fn port_like(hir: &Hir) -> bool {
+        match hir.kind() {
+            HirKind::Literal(literal) => literal.0.iter().all(|&b| b == b':' || b.is_ascii_digit()),
+            HirKind::Class(class) => match class {
+                regex_syntax::hir::Class::Bytes(bytes) => bytes
+                    .ranges()
+                    .iter()
+                    .all(|r| r.start().is_ascii_digit() && r.end().is_ascii_digit()),
+                regex_syntax::hir::Class::Unicode(unicode) => unicode
+                    .ranges()
+                    .iter()
+                    .all(|r| r.start().is_ascii_digit() && r.end().is_ascii_digit()),
+            },
+            HirKind::Repetition(repetition) => port_like(&repetition.sub),
+            HirKind::Capture(capture) => port_like(&capture.sub),
+            HirKind::Concat(items) => items.iter().all(port_like),
+            _ => false,
+        }
+    }
+    match hir.kind() {
+        HirKind::Concat(items) => {
+            let mut keep = items.len();
+            while keep > 0 && port_like(&items[keep - 1]) {
+                keep -= 1;
+            }
+            Hir::concat(items[..keep].to_vec())
+        }
+        _ => hir.clone(),
+    }
+}
+
+/// Whether the regex can match an origin starting `http://` other than a loopback one.
+/// Conservative: a loopback regex must spell its host out (`http://localhost:`, `http://127.0.0.1:`,
+/// `http://[::1]:`, or one of those hosts exactly), else any regex that can match `http://`
+/// counts as insecure.
+fn can_match_insecure(
+    dfa: &regex_automata::dfa::dense::DFA<Vec<u32>>,
+    hir: &regex_syntax::hir::Hir,
+) -> bool {
+    use regex_automata::dfa::Automaton;
+    use regex_automata::util::start;
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let Ok(mut state) =
+        dfa.start_state(&start::Config::new().anchored(regex_automata::Anchored::Yes))
+    else {
+        return true;
+    };
+    for &byte in b"http://" {
+        state = dfa.next_state(state, byte);
+        if dfa.is_dead_state(state) {
+            return false;
+        }
+    }
+    let prefixes = Extractor::new().kind(ExtractKind::Prefix).extract(hir);
+    let Some(literals) = prefixes.literals() else {
+        return true;
+    };
+    !literals
+        .iter()
+        .all(|literal| literal.as_bytes().starts_with(b"https://") || is_loopback_prefix(literal))
+}
+
+/// The registrable domains the matches of the regex end in, from its literal suffixes (the
+/// port already stripped): each must be `.<domain>` (a label boundary) or `://<host>` (the
+/// whole host), with an optional `:port`, where `<domain>` holds a registrable domain and is
+/// not itself a public suffix. `https://[a-z]+example\.com` is not pinned (`evilexample.com`
+/// matches), nor is `https://.*\.com`.
+fn pinned_domains(hir: &regex_syntax::hir::Hir) -> Option<Vec<String>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let suffixes = Extractor::new().kind(ExtractKind::Suffix).extract(hir);
+    let literals = suffixes.literals()?;
+    let mut domains: Vec<String> = Vec::new();
+    for literal in literals {
+        let bytes = literal.as_bytes();
+        // After `://` the whole host is fixed. Otherwise the literal starts inside a label
+        // whose beginning varies (`0.preview.example.com` from `[0-9]+\.preview...`): only
+        // what follows its first dot is a whole-label suffix.
+        let fixed = match bytes.windows(3).rposition(|w| w == b"://") {
+            Some(at) => &bytes[at + 3..],
+            None => &bytes[bytes.iter().position(|&b| b == b'.')? + 1..],
+        };
+        let text = std::str::from_utf8(fixed).ok()?;
+        let domain = match text.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            _ => text,
+        };
+        let domain = domain.to_ascii_lowercase();
+        // The registrable domain must sit inside what is fixed: a public suffix alone
+        // (`.com`, `.co.uk`) pins nothing.
+        let registrable = psl::domain_str(&domain)?.to_owned();
+        if !domains.contains(&registrable) {
+            domains.push(registrable);
+        }
+    }
+    (!domains.is_empty()).then_some(domains)
 }
 
 /// Default port of the URL Standard's special schemes, dropped when serializing an origin.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::diagnostic::{Diagnostic, Location, Subject};
 use super::model::{CHROMIUM_MAX_AGE_CAP, HostScope, Rule, Rules, TokenList};
-use super::origin::{HostSpec, OriginPattern, PortSpec};
+use super::origin::{HostSpec, OriginPattern, PortSpec, RegexFacts};
 use crate::fetch::is_cors_safelisted_method;
 
 /// Methods the Fetch standard uppercases before sending (FETCH §"Methods", normalize); a rule
@@ -88,11 +88,16 @@ fn check_rule(rule: &Rule, diagnostics: &mut Vec<Diagnostic>) {
                      dangerously_allow_public_suffix_globs = true"
                 )));
             }
-            OriginPattern::Regex(regex) if has_unescaped_dot(regex) => {
-                diagnostics.push(warning(format!(
-                    "regex {regex:?} has an unescaped \".\", which matches any character; \
-                     write \"\\\\.\" in a TOML string for a literal dot"
-                )));
+            OriginPattern::Regex(regex) => {
+                if has_unescaped_dot(regex) {
+                    diagnostics.push(warning(format!(
+                        "regex {regex:?} has an unescaped \".\", which matches any character; \
+                         write \"\\\\.\" in a TOML string for a literal dot"
+                    )));
+                }
+                if let Some(facts) = &entry.regex {
+                    check_regex_reach(rule, regex, facts, &error, &warning, diagnostics);
+                }
             }
             _ => {}
         }
@@ -133,6 +138,51 @@ fn check_rule(rule: &Rule, diagnostics: &mut Vec<Diagnostic>) {
             "expose \"*\" with credentials is a literal header name \"*\" to browsers; list the \
              header names",
         ));
+    }
+}
+
+/// A `regex:` entry is held to what binds globs (CORS-CHECKLIST 3.5: a reflected origin
+/// with credentials lets that site act as the user). On a credentialed rule, one that can
+/// match a non-loopback `http://` origin needs `dangerously_allow_insecure_origins`, and one
+/// not pinned to fixed registrable domains needs `dangerously_allow_unpinned_regex_origins`;
+/// without credentials, each is a warning.
+fn check_regex_reach(
+    rule: &Rule,
+    regex: &str,
+    facts: &RegexFacts,
+    error: &dyn Fn(String) -> Diagnostic,
+    warning: &dyn Fn(String) -> Diagnostic,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    if facts.insecure && !rule.dangerously_allow_insecure_origins {
+        let message = format!(
+            "regex {regex:?} can match a plain http:// origin that is not loopback: anyone on \
+             the network path can act as it; anchor it to https://"
+        );
+        diagnostics.push(if rule.credentials {
+            error(format!(
+                "{message}, or set dangerously_allow_insecure_origins = true"
+            ))
+        } else {
+            warning(message)
+        });
+    }
+    if facts.pinned.is_none()
+        && !facts.loopback_only
+        && !rule.dangerously_allow_unpinned_regex_origins
+    {
+        let message = format!(
+            "regex {regex:?} is not pinned to a fixed domain: it can match a site anyone can \
+             register; end it with a literal \"\\\\.example\\\\.com\" (a label boundary and a \
+             registrable domain)"
+        );
+        diagnostics.push(if rule.credentials {
+            error(format!(
+                "{message}, or set dangerously_allow_unpinned_regex_origins = true"
+            ))
+        } else {
+            warning(message)
+        });
     }
 }
 

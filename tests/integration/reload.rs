@@ -366,3 +366,121 @@ fn a_recovery_to_the_active_content_and_an_unchanged_sighup_each_log_one_info_li
     assert_eq!(edge.metric("preflightd_rules_last_reload_successful"), 1.0);
     assert_eq!(status(&edge, A), 204);
 }
+
+/// Limits the child's address space (`RLIMIT_AS`), as a container's memory limit would.
+fn address_space_limit(command: &mut std::process::Command, bytes: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn a_nested_regex_push_is_refused_and_the_server_lives_on_under_a_1_gib_address_space() {
+    let mut edge = Preflightd::start_with_command(
+        |dir| std::fs::write(dir.join("rules.toml"), rules(A, 100)).expect("write"),
+        None,
+        WATCHING,
+        |command| address_space_limit(command, 1 << 30),
+    );
+    // 72 bytes of regex whose Thompson NFA would need gigabytes (10^7 copies of `a`).
+    std::fs::write(
+        edge.rules_dir().join("rules.toml"),
+        "[[rule]]\nname = \"web\"\nmethods = [\"PUT\"]\norigins = [\"regex:https://(((((((a{10}){10}){10}){10}){10}){10}){10})\"]\n",
+    )
+    .expect("write");
+    until_metric(
+        &edge,
+        "preflightd_rules_reloads_total{result=\"failure\",trigger=\"watch\"}",
+        1.0,
+    );
+    let line = edge
+        .process
+        .wait_for_line("rules.toml:4:12: rule \\\"web\\\": invalid origin");
+    assert!(line.contains("too large an automaton"), "{line}");
+    assert_eq!(status(&edge, A), 204, "the last good policy answers");
+    assert!(edge.process.child.try_wait().expect("try_wait").is_none());
+}
+
+/// Replaces `b.toml` of a two-file rules directory by something that cannot be read as a
+/// file; the reload must fail naming it, and `b`'s rules must keep answering.
+fn an_unreadable_entry_fails_the_reload(what: &str, replace: impl FnOnce(&Path)) {
+    let edge = Preflightd::start_with_setup(
+        |dir| {
+            std::fs::write(
+                dir.join("a.toml"),
+                rules(A, 100).replace("\"web\"", "\"a\""),
+            )
+            .expect("write");
+            std::fs::write(
+                dir.join("b.toml"),
+                rules(B, 100).replace("\"web\"", "\"b\""),
+            )
+            .expect("write");
+        },
+        None,
+        WATCHING,
+    );
+    assert_eq!((status(&edge, A), status(&edge, B)), (204, 204));
+    let b = edge.rules_dir().join("b.toml");
+    std::fs::remove_file(&b).expect("remove b.toml");
+    replace(&b);
+    until_metric(
+        &edge,
+        "preflightd_rules_reloads_total{result=\"failure\",trigger=\"watch\"}",
+        1.0,
+    );
+    let line = edge.process.wait_for_line("b.toml: cannot read");
+    assert!(line.contains(what), "{what}: {line}");
+    assert_eq!(edge.metric("preflightd_rules_last_reload_successful"), 0.0);
+    assert_eq!((status(&edge, A), status(&edge, B)), (204, 204), "{what}");
+}
+
+#[test]
+fn a_directory_named_like_a_rules_file_fails_the_reload() {
+    an_unreadable_entry_fails_the_reload("a directory", |b| {
+        std::fs::create_dir(b).expect("mkdir");
+    });
+}
+
+#[test]
+fn a_dangling_symlink_fails_the_reload() {
+    an_unreadable_entry_fails_the_reload("dangling", |b| {
+        std::os::unix::fs::symlink(b.with_file_name("gone.toml"), b).expect("symlink");
+    });
+}
+
+#[test]
+fn a_symlink_loop_fails_the_reload() {
+    an_unreadable_entry_fails_the_reload("symlink loop", |b| {
+        std::os::unix::fs::symlink(b, b).expect("symlink");
+    });
+}
+
+#[test]
+fn a_fifo_fails_the_reload_without_blocking_it() {
+    an_unreadable_entry_fails_the_reload("a FIFO", |b| {
+        let status = std::process::Command::new("mkfifo")
+            .arg(b)
+            .status()
+            .expect("mkfifo");
+        assert!(status.success());
+    });
+}
+
+#[test]
+fn a_link_to_a_device_fails_the_reload() {
+    an_unreadable_entry_fails_the_reload("a device", |b| {
+        std::os::unix::fs::symlink("/dev/zero", b).expect("symlink");
+    });
+}

@@ -185,6 +185,16 @@ impl Preflightd {
         upstream: Option<&str>,
         extra: &[&str],
     ) -> Preflightd {
+        Self::start_with_command(setup, upstream, extra, |_| {})
+    }
+
+    /// As [`Preflightd::start_with_setup`], with a last word on the command (limits, env).
+    pub fn start_with_command(
+        setup: impl FnOnce(&std::path::Path),
+        upstream: Option<&str>,
+        extra: &[&str],
+        tweak: impl FnOnce(&mut Command),
+    ) -> Preflightd {
         let dir = tempfile::tempdir().expect("tempdir");
         let rules_dir = dir.path().join("rules");
         std::fs::create_dir(&rules_dir).expect("mkdir rules");
@@ -209,6 +219,7 @@ impl Preflightd {
         if let Some(upstream) = upstream {
             command.args(["--upstream", upstream]);
         }
+        tweak(&mut command);
         let process = spawn(command, false);
         let line = process.wait_for_line("\"serving\"");
         let log: serde_json::Value = serde_json::from_str(&line).expect("json log line");
