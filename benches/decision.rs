@@ -21,15 +21,33 @@ use preflightd::rules::{Source, load_sources};
 struct Counting;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+/// Bytes allocated now, and the most at any time since the last reset.
+static LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
+static PEAK_BYTES: AtomicU64 = AtomicU64::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        let size = layout.size() as u64;
+        let live = LIVE_BYTES.fetch_add(size, Ordering::Relaxed) + size;
+        PEAK_BYTES.fetch_max(live, Ordering::Relaxed);
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size() as u64, Ordering::Relaxed);
         unsafe { System.dealloc(ptr, layout) }
     }
+}
+
+/// Runs `op` once; its wall time and the peak heap it added above what was live before.
+fn time_and_peak<T>(op: impl FnOnce() -> T) -> (T, std::time::Duration, f64) {
+    let before = LIVE_BYTES.load(Ordering::Relaxed);
+    PEAK_BYTES.store(before, Ordering::Relaxed);
+    let started = std::time::Instant::now();
+    let out = op();
+    let elapsed = started.elapsed();
+    let peak = PEAK_BYTES.load(Ordering::Relaxed).saturating_sub(before);
+    (out, elapsed, peak as f64 / f64::from(1 << 20))
 }
 
 #[global_allocator]
@@ -46,11 +64,40 @@ fn allocations_per_op(mut op: impl FnMut()) -> f64 {
 }
 
 fn policy(n: usize) -> Policy {
+    compiled(rules_text(n))
+}
+
+fn compiled(text: String) -> Policy {
     let loaded = load_sources(&[Source {
         name: "bench.toml".into(),
-        text: rules_text(n),
+        text,
     }]);
     compile(loaded.rules.expect("bench rules load")).expect("bench rules compile")
+}
+
+/// `n` rules each scoped to its own host, all allowing the same origin (a multi-tenant
+/// set-up: the origin matcher reports one group of `n` rules, which the scope index narrows).
+fn scoped_rules_text(n: usize) -> String {
+    let mut text = String::new();
+    for i in 0..n {
+        text.push_str(&format!(
+            "[[rule]]\nname = \"t{i}\"\nhosts = [\"t{i:06}.api.example.com\"]\npaths = [\"/v1/\"]\norigins = [\"https://app.example.com\"]\nmethods = [\"PUT\"]\n"
+        ));
+    }
+    text
+}
+
+fn scoped_decision(policy: &Policy, host: &[u8], headers: &HeaderMap) -> u16 {
+    let request = Request {
+        method: &Method::OPTIONS,
+        host: Some(host),
+        path: b"/v1/items",
+        headers,
+    };
+    match decide(policy, &request) {
+        Decision::Answer(answer) => answer.status().as_u16(),
+        _ => 0,
+    }
 }
 
 /// An allowed origin from the middle of the set (exact), one matched by a glob, and one denied.
@@ -180,6 +227,63 @@ fn benches(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // Scope lookup flat in the number of scoped rules (DESIGN 8): in scope and allowed, in
+    // scope with a denied origin, and out of every scope (no_rule).
+    let mut group = c.benchmark_group("scoped");
+    for n in [10, 100_000] {
+        let policy = compiled(scoped_rules_text(n));
+        let inside = format!("t{:06}.api.example.com", n / 2);
+        let allowed = preflight("https://app.example.com", "");
+        let denied = preflight("https://evil.example.org", "");
+        let cases = [
+            ("in_scope", inside.as_bytes(), &allowed, 204),
+            ("denied", inside.as_bytes(), &denied, 403),
+            ("out_of_scope", &b"nobody.example.org"[..], &allowed, 403),
+        ];
+        for (name, host, headers, status) in cases {
+            assert_eq!(scoped_decision(&policy, host, headers), status, "{name}");
+            let allocs = allocations_per_op(|| {
+                black_box(scoped_decision(&policy, black_box(host), headers));
+            });
+            println!("  scoped/rules={n}/{name}: {allocs} allocations");
+            group.bench_function(
+                BenchmarkId::new(format!("rules={n}"), format!("hosts={name}")),
+                |b| b.iter(|| scoped_decision(&policy, black_box(host), headers)),
+            );
+        }
+    }
+    group.finish();
+
+    println!("compile (load, validate, lint, compile), once each:");
+    for n in [10_000, 100_000] {
+        for (kind, text) in [("origins", rules_text(n)), ("scoped", scoped_rules_text(n))] {
+            let (policy, elapsed, peak) = time_and_peak(|| compiled(text));
+            println!(
+                "  compile/{kind}/rules={n}: {:.0} ms, peak heap {peak:.0} MiB",
+                elapsed.as_secs_f64() * 1000.0
+            );
+            drop(policy);
+        }
+    }
+
+    // Many mistakes on one long line: reporting them is linear in the line (10x the errors
+    // should take about 10x the time, not 100x).
+    for n in [2_000, 20_000] {
+        let line = vec!["\"x\""; n].join(", ");
+        let text = format!("[[rule]]\nname = \"bad\"\norigins = [{line}]\n");
+        let (loaded, elapsed, _) = time_and_peak(|| {
+            load_sources(&[Source {
+                name: "bench.toml".into(),
+                text,
+            }])
+        });
+        assert_eq!(loaded.errors().count(), n);
+        println!(
+            "  load/errors_on_one_line={n}: {:.1} ms",
+            elapsed.as_secs_f64() * 1000.0
+        );
+    }
 
     let mut group = c.benchmark_group("compile");
     group.sample_size(10);

@@ -39,12 +39,8 @@ pub fn decide<'p>(policy: &'p Policy, request: &Request<'_>) -> Decision<'p> {
         Err(_) => return deny(policy, Reason::Malformed, None, false),
     };
     let mut best: Option<(Verdict, usize)> = None;
-    policy.origins.for_each_match(preflight.origin, |index| {
-        let rule = &policy.rules[index];
-        if !rule.scope_covers(host, request.path) {
-            return;
-        }
-        let verdict = evaluate(rule, &preflight);
+    policy.for_each_candidate(preflight.origin, host, request.path, |index| {
+        let verdict = evaluate(&policy.rules[index], &preflight);
         // Further wins; among equals the earlier rule (first match).
         let better = match best {
             None => true,

@@ -29,8 +29,8 @@ pub fn fill_for(policy: &Policy, request: &Request<'_>) -> Option<Fill> {
     let (value, origin) = request::origin(request.headers).ok()?;
     let host = request.host.map(host_without_port);
     let mut first: Option<usize> = None;
-    policy.origins.for_each_match(origin, |index| {
-        if first.is_none_or(|f| index < f) && policy.rules[index].scope_covers(host, request.path) {
+    policy.for_each_candidate(origin, host, request.path, |index| {
+        if first.is_none_or(|f| index < f) {
             first = Some(index);
         }
     });

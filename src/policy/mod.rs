@@ -9,9 +9,11 @@ mod allow_list;
 mod allow_origin;
 mod cache_control;
 mod expose_headers;
+mod groups;
 mod header_value;
 mod max_age;
 mod origin_matcher;
+mod scope_index;
 pub mod vary;
 
 use std::sync::Arc;
@@ -27,6 +29,7 @@ pub use expose_headers::ExposeHeaders;
 pub use header_value::HeaderValueError;
 pub use max_age::MaxAge;
 pub use origin_matcher::{MatcherError, OriginMatcher};
+pub use scope_index::ScopeIndex;
 pub use vary::PreflightVary;
 
 #[derive(Debug)]
@@ -35,11 +38,9 @@ pub struct Policy {
     pub origins: OriginMatcher,
     /// The rules as loaded: settings, and the rules as written for `/rules` and `explain`.
     pub source: Rules,
-    /// True when some rule has neither `hosts` nor `paths`: every request is in scope.
-    unscoped_rule: bool,
-    /// The distinct (hosts, paths) scopes, to tell `no_rule` from `origin` without walking
-    /// every rule.
-    scopes: Vec<(Vec<HostScope>, Vec<String>)>,
+    /// The distinct scopes, indexed: which rules a request is in scope of, without walking
+    /// the rules.
+    scopes: ScopeIndex,
     pub vary: PreflightVary,
     pub cache_control: CacheControl,
 }
@@ -144,21 +145,16 @@ pub fn compile(rules: Rules) -> Result<Policy, CompileError> {
     };
     let vary = PreflightVary::compile(compiled.iter().any(|r| r.private_network)).map_err(whole)?;
     let cache_control = CacheControl::compile(rules.settings.cdn_max_age).map_err(whole)?;
-    let unscoped_rule = compiled
-        .iter()
-        .any(|r| r.hosts.is_empty() && r.paths.is_empty());
-    let mut scopes: Vec<(Vec<HostScope>, Vec<String>)> = Vec::new();
-    for rule in &compiled {
-        let scope = (rule.hosts.clone(), rule.paths.clone());
-        if !scopes.contains(&scope) {
-            scopes.push(scope);
-        }
-    }
+    let scopes = ScopeIndex::build(
+        compiled
+            .iter()
+            .map(|r| (r.hosts.as_slice(), r.paths.as_slice())),
+    )
+    .map_err(|reason| CompileError::Matcher(MatcherError::HostEntries { reason }))?;
     Ok(Policy {
         rules: compiled,
         origins,
         source: rules,
-        unscoped_rule,
         scopes,
         vary,
         cache_control,
@@ -195,11 +191,47 @@ impl Policy {
     /// Whether any rule's scope covers `host` (port removed) and `path`.
     #[inline]
     pub fn any_scope_covers(&self, host: Option<&[u8]>, path: &[u8]) -> bool {
-        self.unscoped_rule
-            || self
-                .scopes
-                .iter()
-                .any(|(hosts, paths)| scope_covers(hosts, paths, host, path))
+        self.scopes.any_covers(host, path)
+    }
+
+    /// Calls `found` with every rule that has an origin entry matching `origin` and whose
+    /// scope covers `host` (port removed) and `path`, in no particular order (a rule may be
+    /// reported more than once). Flat in the number of rules: an entry that many rules share
+    /// is intersected with the rules in scope instead of being walked.
+    #[inline]
+    pub fn for_each_candidate(
+        &self,
+        origin: &[u8],
+        host: Option<&[u8]>,
+        path: &[u8],
+        mut found: impl FnMut(usize),
+    ) {
+        /// Groups up to this size are walked; larger ones are probed from the scope side.
+        const WALK: usize = 16;
+        self.origins.for_each_group(origin, |group| {
+            if group.len() <= WALK {
+                for &index in group {
+                    let index = index as usize;
+                    if self.rules[index].scope_covers(host, path) {
+                        found(index);
+                    }
+                }
+                return;
+            }
+            self.scopes.for_each_covering(host, path, |in_scope| {
+                let (small, large) = if in_scope.len() <= group.len() {
+                    (in_scope, group)
+                } else {
+                    (group, in_scope)
+                };
+                for &index in small {
+                    if large.binary_search(&index).is_ok() {
+                        found(index as usize);
+                    }
+                }
+                false
+            });
+        });
     }
 
     pub fn settings(&self) -> &Settings {

@@ -25,6 +25,7 @@ use regex_automata::util::primitives::StateID;
 use regex_automata::util::start;
 use regex_automata::{Anchored, MatchKind};
 
+use super::groups::{Grouping, Groups};
 use crate::rules::origin::{REGEX_DFA_LIMIT, regex_syntax};
 use crate::rules::{HostSpec, Location, OriginPattern, PortSpec, Rule};
 
@@ -75,19 +76,19 @@ impl std::fmt::Display for MatcherError {
 struct CompiledDfa {
     dfa: dense::DFA<Vec<u32>>,
     start: StateID,
-    pattern_rule: Vec<u32>,
+    /// The rules of each distinct regex, by pattern id.
+    pattern_rules: Groups,
 }
 
 /// What must follow an entry's literal prefix in the key for the entry to match.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Tail {
-    rule: u32,
     /// Subdomain glob: one or more whole labels must follow; exact: none.
     labels: bool,
     port: PortTail,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum PortTail {
     /// No port in the origin.
     Default,
@@ -100,8 +101,9 @@ enum PortTail {
 #[derive(Debug)]
 struct HostEntries {
     prefixes: AhoCorasick,
-    /// By pattern id.
+    /// By pattern id: what must follow the prefix, and the rules of that entry.
     tails: Vec<Tail>,
+    rules: Groups,
 }
 
 /// Longest key: an origin is at most 1 KiB (`cors::MAX_ORIGIN_BYTES`).
@@ -118,10 +120,11 @@ pub struct OriginMatcher {
 impl OriginMatcher {
     pub fn build(rules: &[Rule]) -> Result<Self, MatcherError> {
         let mut matcher = OriginMatcher::default();
-        let mut host_patterns = Vec::new();
-        let mut host_rules = Vec::new();
-        let mut regex_patterns = Vec::new();
-        let mut regex_rules = Vec::new();
+        // Entries written the same way in several rules share one pattern and report their
+        // rules as one sorted group: a lookup costs the same whether one rule or 100 000 list
+        // an origin, and the caller intersects a large group with the rules in scope.
+        let mut host_entries: Grouping<(Vec<u8>, Tail)> = Grouping::new();
+        let mut regexes: Grouping<String> = Grouping::new();
         let mut first_regex: Option<&Location> = None;
         for (index, rule) in rules.iter().enumerate() {
             let index = u32::try_from(index).map_err(|_| MatcherError::TooManyRules)?;
@@ -130,24 +133,24 @@ impl OriginMatcher {
                     OriginPattern::Any => matcher.any.push(index),
                     OriginPattern::Null => matcher.null.push(index),
                     OriginPattern::Host(origin) => {
-                        host_patterns.push(host_key_prefix(origin));
-                        host_rules.push(host_tail(origin, index));
+                        host_entries.add((host_key_prefix(origin), host_tail(origin)), index);
                     }
                     OriginPattern::Regex(regex) => {
                         first_regex.get_or_insert(&entry.location);
-                        regex_patterns.push(format!("(?:{regex})\\z"));
-                        regex_rules.push(index);
+                        regexes.add(format!("(?:{regex})\\z"), index);
                     }
                 }
             }
         }
         matcher.any.dedup();
         matcher.null.dedup();
-        matcher.hosts = build_host_entries(&host_patterns, host_rules)
+        let (host_keys, host_rules) = host_entries.finish();
+        matcher.hosts = build_host_entries(host_keys, host_rules)
             .map_err(|reason| MatcherError::HostEntries { reason })?;
         // Regexes are user-written; a combination too large to determinize is refused
         // rather than slowing every reload.
         let regex_limit = REGEX_DFA_LIMIT.saturating_mul(8);
+        let (regex_patterns, regex_rules) = regexes.finish();
         matcher.regexes =
             build_automaton(&regex_patterns, regex_rules, regex_limit).map_err(|reason| {
                 MatcherError::Regexes {
@@ -165,12 +168,23 @@ impl OriginMatcher {
     /// (a rule may be reported more than once, in no particular order).
     #[inline]
     pub fn for_each_match(&self, origin: &[u8], mut found: impl FnMut(usize)) {
-        for &rule in &self.any {
-            found(rule as usize);
+        self.for_each_group(origin, |rules| {
+            for &rule in rules {
+                found(rule as usize);
+            }
+        });
+    }
+
+    /// Calls `found` with the rules of each entry that matches `origin`, each group sorted
+    /// ascending (a rule may be in several groups).
+    #[inline]
+    pub fn for_each_group(&self, origin: &[u8], mut found: impl FnMut(&[u32])) {
+        if !self.any.is_empty() {
+            found(&self.any);
         }
         if origin == b"null" {
-            for &rule in &self.null {
-                found(rule as usize);
+            if !self.null.is_empty() {
+                found(&self.null);
             }
             return;
         }
@@ -187,7 +201,7 @@ impl OriginMatcher {
 
 fn build_automaton(
     patterns: &[String],
-    pattern_rule: Vec<u32>,
+    pattern_rules: Groups,
     limit: usize,
 ) -> Result<Option<CompiledDfa>, String> {
     if patterns.is_empty() {
@@ -222,7 +236,7 @@ fn build_automaton(
     Ok(Some(CompiledDfa {
         dfa,
         start,
-        pattern_rule,
+        pattern_rules,
     }))
 }
 
@@ -239,18 +253,16 @@ impl CompiledDfa {
         Some(state)
     }
 
-    /// Ends the input and reports the rule of every pattern that matched all of it.
+    /// Ends the input and reports the rules of every pattern that matched all of it.
     #[inline]
-    fn report(&self, state: StateID, found: &mut impl FnMut(usize)) {
+    fn report(&self, state: StateID, found: &mut impl FnMut(&[u32])) {
         let end = self.dfa.next_eoi_state(state);
         if !self.dfa.is_match_state(end) {
             return;
         }
         for i in 0..self.dfa.match_len(end) {
             let pattern = self.dfa.match_pattern(end, i);
-            if let Some(&rule) = self.pattern_rule.get(pattern.as_usize()) {
-                found(rule as usize);
-            }
+            found(self.pattern_rules.get(pattern.as_usize()));
         }
     }
 }
@@ -282,29 +294,31 @@ fn split_origin(origin: &[u8]) -> Option<(usize, &[u8], &[u8])> {
 }
 
 fn build_host_entries(
-    prefixes: &[Vec<u8>],
-    tails: Vec<Tail>,
+    keys: Vec<(Vec<u8>, Tail)>,
+    rules: Groups,
 ) -> Result<Option<HostEntries>, String> {
-    if prefixes.is_empty() {
+    if keys.is_empty() {
         return Ok(None);
     }
+    let (prefixes, tails): (Vec<Vec<u8>>, Vec<Tail>) = keys.into_iter().unzip();
     let automaton = AhoCorasick::builder()
         // Every entry whose prefix starts the key, not only the leftmost-first.
         .match_kind(PrefixMatchKind::Standard)
         .start_kind(PrefixStartKind::Anchored)
         .kind(Some(AhoCorasickKind::DFA))
-        .build(prefixes)
+        .build(&prefixes)
         .map_err(|e| e.to_string())?;
     Ok(Some(HostEntries {
         prefixes: automaton,
         tails,
+        rules,
     }))
 }
 
 impl HostEntries {
-    /// Reports the rule of every host entry that matches `origin` entirely.
+    /// Reports the rules of every host entry that matches `origin` entirely.
     #[inline]
-    fn report(&self, origin: &[u8], found: &mut impl FnMut(usize)) {
+    fn report(&self, origin: &[u8], found: &mut impl FnMut(&[u32])) {
         let mut buffer = [0u8; KEY_CAPACITY];
         let Some(key) = host_key(origin, &mut buffer) else {
             return;
@@ -316,10 +330,11 @@ impl HostEntries {
             let Some(hit) = state.get_match() else {
                 return;
             };
-            if let Some(tail) = self.tails.get(hit.pattern().as_usize())
+            let pattern = hit.pattern().as_usize();
+            if let Some(tail) = self.tails.get(pattern)
                 && tail.accepts(&key[hit.end()..])
             {
-                found(tail.rule as usize);
+                found(self.rules.get(pattern));
             }
         }
     }
@@ -389,7 +404,7 @@ fn host_key_prefix(origin: &crate::rules::HostOrigin) -> Vec<u8> {
     prefix
 }
 
-fn host_tail(origin: &crate::rules::HostOrigin, rule: u32) -> Tail {
+fn host_tail(origin: &crate::rules::HostOrigin) -> Tail {
     let port = match origin.port {
         PortSpec::Default => PortTail::Default,
         PortSpec::Any => PortTail::Any,
@@ -402,7 +417,6 @@ fn host_tail(origin: &crate::rules::HostOrigin, rule: u32) -> Tail {
         }
     };
     Tail {
-        rule,
         labels: matches!(origin.host, HostSpec::Subdomains(_)),
         port,
     }

@@ -101,26 +101,42 @@ impl fmt::Display for Diagnostic {
 }
 
 /// Maps byte offsets of one source text to 1-based line and column (columns count characters).
+///
+/// Columns are counted from the last place located when it is on the same line and not
+/// after the offset (diagnostics come in file order), so that many mistakes on one long line
+/// cost time linear in the line, not quadratic.
 pub struct LineIndex<'a> {
     text: &'a str,
     line_starts: Vec<usize>,
+    /// (line, byte offset, column) of the last place located.
+    cursor: std::cell::Cell<(usize, usize, usize)>,
 }
 
 impl<'a> LineIndex<'a> {
     pub fn new(text: &'a str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        LineIndex { text, line_starts }
+        LineIndex {
+            text,
+            line_starts,
+            cursor: std::cell::Cell::new((1, 0, 1)),
+        }
     }
 
     pub fn locate(&self, file: &Arc<str>, offset: usize) -> Location {
-        let offset = offset.min(self.text.len());
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
         let line = self.line_starts.partition_point(|&start| start <= offset);
-        let start = self.line_starts[line - 1];
-        let column = self
-            .text
-            .get(start..offset)
-            .map_or(1, |prefix| prefix.chars().count() + 1);
+        let (cursor_line, cursor_offset, cursor_column) = self.cursor.get();
+        let (from, base) = if cursor_line == line && cursor_offset <= offset {
+            (cursor_offset, cursor_column)
+        } else {
+            (self.line_starts[line - 1], 1)
+        };
+        let column = base + self.text.get(from..offset).map_or(0, |s| s.chars().count());
+        self.cursor.set((line, offset, column));
         Location {
             file: Arc::clone(file),
             line,

@@ -92,7 +92,7 @@ pub struct OriginEntry {
 }
 
 /// A host scope entry; matched ASCII-case-insensitively, port ignored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum HostScope {
     Exact(String),
     /// `*.example.com`: stored as the suffix `.example.com`.

@@ -156,3 +156,89 @@ proptest! {
         check_answer(&policy, &headers)?;
     }
 }
+
+// The scope index and the grouped origin matcher (policy::for_each_candidate) must find
+// exactly the rules that a walk over every rule finds: origin entry matches and scope covers.
+// Rule counts up to 60 over few origins make groups larger than the matcher's walk threshold,
+// so both the walked and the probed path are exercised.
+
+const SCOPED_ORIGINS: &[&str] = &[
+    "https://app.example.com",
+    "https://*.example.com",
+    "*",
+    "regex:https://pr-[0-9]+\\.example\\.org",
+];
+const HOSTS: &[&str] = &[
+    "api.example.com",
+    "*.example.com",
+    "API.other.test",
+    "*.b.example.com",
+];
+const PATHS: &[&str] = &["/v1/", "/v1/admin", "/", "/x"];
+
+fn scoped_rule() -> impl Strategy<Value = String> {
+    (
+        proptest::sample::subsequence(SCOPED_ORIGINS, 1..3),
+        proptest::sample::subsequence(HOSTS, 0..3),
+        proptest::sample::subsequence(PATHS, 0..3),
+    )
+        .prop_map(|(origins, hosts, paths)| {
+            let list = |items: &[&str]| {
+                items
+                    .iter()
+                    .map(|s| format!("{s:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let mut text = format!("origins = [{}]\n", list(&origins));
+            if !hosts.is_empty() {
+                text.push_str(&format!("hosts = [{}]\n", list(&hosts)));
+            }
+            if !paths.is_empty() {
+                text.push_str(&format!("paths = [{}]\n", list(&paths)));
+            }
+            text
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn indexed_candidates_are_exactly_the_walked_ones(
+        rules in proptest::collection::vec(scoped_rule(), 1..60),
+        origin in proptest::sample::select(vec![
+            "https://app.example.com", "https://x.example.com", "https://pr-12.example.org",
+            "https://evil.test", "null",
+        ]),
+        host in proptest::option::of(proptest::sample::select(vec![
+            "api.example.com", "API.EXAMPLE.COM", "a.b.example.com", "example.com",
+            "api.other.test", "b.example.com", "x.api.example.com",
+        ])),
+        path in proptest::sample::select(vec!["/", "/v1/", "/v1/admin/x", "/x", "/y", ""]),
+    ) {
+        let mut text = String::new();
+        for (i, rule) in rules.iter().enumerate() {
+            text.push_str(&format!("[[rule]]\nname = \"r{i}\"\n{rule}"));
+        }
+        let loaded = load_sources(&[Source { name: "scopes.toml".into(), text }]);
+        let policy = compile(loaded.rules.expect("rules load")).expect("compile");
+        let host = host.map(str::as_bytes);
+        let path = path.as_bytes();
+        let mut indexed = Vec::new();
+        policy.for_each_candidate(origin.as_bytes(), host, path, |i| indexed.push(i));
+        indexed.sort_unstable();
+        indexed.dedup();
+        let mut walked = Vec::new();
+        policy.origins.for_each_match(origin.as_bytes(), |i| {
+            if policy.rules[i].scope_covers(host, path) {
+                walked.push(i);
+            }
+        });
+        walked.sort_unstable();
+        walked.dedup();
+        prop_assert_eq!(indexed, walked);
+        let any = policy.rules.iter().any(|r| r.scope_covers(host, path));
+        prop_assert_eq!(policy.any_scope_covers(host, path), any);
+    }
+}
