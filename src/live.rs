@@ -77,10 +77,17 @@ impl Live {
     }
 
     /// Numbers `candidate`, records it in the metrics and makes it the live policy with one
-    /// atomic store (DESIGN 6). Returns the snapshot it replaced.
+    /// atomic store (DESIGN 6); the metric series of rules it no longer has are removed.
+    /// Returns the new snapshot and the one it replaced.
     pub fn publish(&self, candidate: Candidate) -> (Arc<Snapshot>, Arc<Snapshot>) {
         let next = snapshot(candidate, &self.metrics, &self.generations);
         let previous = self.current.swap(Arc::clone(&next));
+        let kept: std::collections::HashSet<&str> = next.policy.rule_names().collect();
+        for name in previous.policy.rule_names() {
+            if !kept.contains(name) {
+                self.metrics.forget_rule(name);
+            }
+        }
         (next, previous)
     }
 

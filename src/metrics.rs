@@ -202,6 +202,16 @@ impl Metrics {
         }
     }
 
+    /// Removes every `preflightd_preflight_requests_total` series of `rule`: a rule no longer
+    /// loaded must not keep its series for the life of the process (generated rule names
+    /// would grow the scrape without bound).
+    pub fn forget_rule(&self, rule: &str) {
+        for result in RESULT_LABELS {
+            // Absent series (never counted) are no error worth reporting.
+            let _ = self.preflight_requests.remove_label_values(&[rule, result]);
+        }
+    }
+
     /// The Prometheus text exposition of every family.
     pub fn render(&self) -> Result<Vec<u8>, prometheus::Error> {
         let mut out = Vec::with_capacity(16 * 1024);

@@ -1,6 +1,13 @@
 //! `actual_responses = "fill"` (DESIGN 5): CORS headers for a proxied response whose request
 //! `Origin` a rule allows and which the upstream sent without `Access-Control-Allow-Origin`.
 //! Responses that already carry it are never changed (CORS-CHECKLIST 2.4: never a second ACAO).
+//!
+//! Cache safety (Fetch, "CORS protocol and HTTP caches"; CORS-CHECKLIST 4.1): whether a
+//! response gets these headers depends on the request's `Origin`, so every response that fill
+//! could have changed (the policy fills, a rule's scope covers the URL, and the upstream sent
+//! no ACAO) carries `Origin` in `Vary`, whether this request had an `Origin` or not, and
+//! whether it matched or not. Otherwise a CDN caches the answer to an origin-less request and
+//! serves it to the allowed origin, which then fails.
 
 use http::HeaderValue;
 use http::header::{ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_ORIGIN, HeaderMap};
@@ -9,25 +16,39 @@ use super::request::{self, Request, host_without_port};
 use crate::fetch::TRUE;
 use crate::policy::{ExposeHeaders, Policy, vary};
 
-/// What to add to the response, owned so it can outlive the policy snapshot across the
+/// What to do to the response, owned so it can outlive the policy snapshot across the
 /// upstream round trip.
 #[derive(Debug, Clone)]
 pub struct Fill {
+    /// The CORS headers of the rule that allows the request's origin, if one does.
+    grant: Option<Grant>,
+}
+
+#[derive(Debug, Clone)]
+struct Grant {
     allow_origin: HeaderValue,
     credentials: bool,
     expose: ExposeHeaders,
-    /// `Origin` joins `Vary` when the answer depends on it (an echoed origin).
-    vary_origin: bool,
 }
 
-/// The fill for a request, when the policy fills and the first rule in scope whose origins
-/// match the request's single `Origin` line exists.
+/// The fill for a request: `None` when the policy does not fill or no rule's scope covers the
+/// URL (nothing could change); else the headers of the first rule in scope whose origins
+/// match the request's single `Origin` line, if any.
 pub fn fill_for(policy: &Policy, request: &Request<'_>) -> Option<Fill> {
     if !policy.fills_actual_responses() {
         return None;
     }
-    let (value, origin) = request::origin(request.headers).ok()?;
     let host = request.host.map(host_without_port);
+    if !policy.any_scope_covers(host, request.path) {
+        return None;
+    }
+    Some(Fill {
+        grant: grant(policy, request, host),
+    })
+}
+
+fn grant(policy: &Policy, request: &Request<'_>, host: Option<&[u8]>) -> Option<Grant> {
+    let (value, origin) = request::origin(request.headers).ok()?;
     let mut first: Option<usize> = None;
     policy.for_each_candidate(origin, host, request.path, |index| {
         if first.is_none_or(|f| index < f) {
@@ -41,28 +62,32 @@ pub fn fill_for(policy: &Policy, request: &Request<'_>) -> Option<Fill> {
     } else {
         HeaderValue::from_bytes(origin).ok()?
     };
-    Some(Fill {
+    Some(Grant {
         allow_origin: rule.allow_origin.value(&echoed),
         credentials: rule.credentials,
         expose: rule.expose.clone(),
-        vary_origin: rule.allow_origin.varies(),
     })
 }
 
 impl Fill {
-    /// Adds the headers unless the upstream already answered CORS itself.
+    /// Whether the request's origin is allowed (the response gets CORS headers).
+    pub fn grants(&self) -> bool {
+        self.grant.is_some()
+    }
+
+    /// Adds the headers, and `Origin` to `Vary`, unless the upstream answered CORS itself.
     pub fn apply(&self, response: &mut HeaderMap) {
         if response.contains_key(ACCESS_CONTROL_ALLOW_ORIGIN) {
             return;
         }
-        response.insert(ACCESS_CONTROL_ALLOW_ORIGIN, self.allow_origin.clone());
-        if self.credentials {
-            response.insert(ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE.clone());
+        if let Some(grant) = &self.grant {
+            response.insert(ACCESS_CONTROL_ALLOW_ORIGIN, grant.allow_origin.clone());
+            if grant.credentials {
+                response.insert(ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE.clone());
+            }
+            grant.expose.insert(response);
         }
-        self.expose.insert(response);
-        if self.vary_origin {
-            vary::add_origin(response);
-        }
+        vary::add_origin(response);
     }
 }
 
@@ -95,7 +120,7 @@ mod tests {
             path: b"/",
             headers: &headers,
         };
-        fill_for(policy, &request).is_some()
+        fill_for(policy, &request).is_some_and(|fill| fill.grants())
     }
 
     #[test]

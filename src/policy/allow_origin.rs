@@ -36,13 +36,6 @@ impl AllowOrigin {
         }
     }
 
-    /// Whether the value depends on the request's `Origin`, so that a cache must key on it
-    /// (Fetch, "CORS protocol and HTTP caches").
-    #[inline]
-    pub fn varies(self) -> bool {
-        self == AllowOrigin::Echo
-    }
-
     #[inline]
     pub fn insert(self, out: &mut HeaderMap, origin: &HeaderValue) {
         out.insert(ACCESS_CONTROL_ALLOW_ORIGIN, self.value(origin));

@@ -4,7 +4,8 @@
 //! `Access-Control-*` included (CORS-CHECKLIST 4.1, 5.4).
 
 use http::header::{
-    CONNECTION, HeaderMap, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE, VIA,
+    CONNECTION, CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE,
+    VIA,
 };
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -36,6 +37,12 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
 /// `TE: trailers` from a client is renewed for the next hop: trailers are streamed through,
 /// and an upstream only sends them to a peer that says it accepts them.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // RFC 9112 6.3 (item 3): with both, Transfer-Encoding frames the message and Content-Length
+    // is wrong; a proxy must remove the received Content-Length before forwarding, or the
+    // next hop truncates the body to it. The framing of the next hop is hyper's to choose.
+    if headers.contains_key(TRANSFER_ENCODING) {
+        headers.remove(CONTENT_LENGTH);
+    }
     // RFC 9110 10.1.4: `TE = #t-codings`, where `trailers` may carry no parameters but the
     // other codings' weights may follow it in the list.
     let accepts_trailers = field_items(headers.get_all(TE))
@@ -127,6 +134,16 @@ mod tests {
         remove_hop_by_hop(&mut headers, false);
         let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
         assert_eq!(left, ["origin", "trailer"]);
+    }
+
+    #[test]
+    fn transfer_encoding_wins_over_content_length() {
+        let mut headers = map(&[("content-length", "3"), ("transfer-encoding", "chunked")]);
+        remove_hop_by_hop(&mut headers, false);
+        assert!(headers.is_empty(), "{headers:?}");
+        let mut headers = map(&[("content-length", "3")]);
+        remove_hop_by_hop(&mut headers, false);
+        assert_eq!(headers["content-length"], "3");
     }
 
     #[test]

@@ -484,3 +484,32 @@ fn a_link_to_a_device_fails_the_reload() {
         std::os::unix::fs::symlink("/dev/zero", b).expect("symlink");
     });
 }
+
+#[test]
+fn the_metric_series_of_a_rule_no_longer_loaded_are_removed() {
+    let edge = start(&rules(A, 100));
+    assert_eq!(status(&edge, A), 204);
+    assert_eq!(status(&edge, B), 403);
+    let series = "preflightd_preflight_requests_total{result=\"allowed\",rule=\"web\"}";
+    assert_eq!(edge.metric(series), 1.0);
+    // The same policy under another rule name: "web" is gone, its series with it.
+    std::fs::write(
+        edge.rules_dir().join("rules.toml"),
+        rules(A, 100).replace("\"web\"", "\"web2\""),
+    )
+    .expect("write");
+    until_metric(
+        &edge,
+        "preflightd_rules_reloads_total{result=\"success\",trigger=\"watch\"}",
+        1.0,
+    );
+    assert_eq!(status(&edge, A), 204);
+    let metrics = edge.metrics();
+    assert!(!metrics.contains("rule=\"web\""), "{metrics}");
+    assert!(
+        metrics.contains("preflightd_preflight_requests_total{result=\"allowed\",rule=\"web2\"} 1"),
+        "{metrics}"
+    );
+    // Series of the rule-less results stay.
+    assert!(metrics.contains("rule=\"(none)\""), "{metrics}");
+}
