@@ -23,6 +23,19 @@ const FORWARDED_COLUMN: usize = RESULT_LABELS.len() - 1;
 
 pub const UPSTREAM_ERROR_KINDS: [&str; 4] = ["connect", "timeout", "reset", "protocol"];
 
+/// `kind` label values of `preflightd_client_errors_total`, in [`ClientError`] order.
+pub const CLIENT_ERROR_KINDS: [&str; 2] = ["malformed_body", "aborted"];
+
+/// A request the client got wrong or gave up on: counted apart from upstream errors, which
+/// page someone (the upstream is not at fault).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientError {
+    /// Malformed body framing (RFC 9112 7.1): answered 400.
+    MalformedBody,
+    /// The client went away before its request body was complete.
+    Aborted,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamError {
     Connect,
@@ -38,6 +51,7 @@ pub struct Metrics {
     proxy_requests: [IntCounter; 5],
     pub upstream_duration: Histogram,
     upstream_errors: [IntCounter; 4],
+    client_errors: [IntCounter; 2],
     pub connections_open: IntGauge,
     reloads: IntCounterVec,
     pub last_reload_successful: IntGauge,
@@ -90,6 +104,13 @@ impl Metrics {
             ),
             &["kind"],
         )?;
+        let client_errors = IntCounterVec::new(
+            Opts::new(
+                "preflightd_client_errors_total",
+                "Requests the client got wrong or abandoned, by kind (not upstream errors)",
+            ),
+            &["kind"],
+        )?;
         let connections_open = IntGauge::new(
             "preflightd_connections_open",
             "Client connections open on the data listener",
@@ -130,6 +151,7 @@ impl Metrics {
             Box::new(proxy.clone()),
             Box::new(upstream_duration.clone()),
             Box::new(upstream_errors.clone()),
+            Box::new(client_errors.clone()),
             Box::new(connections_open.clone()),
             Box::new(reloads.clone()),
             Box::new(last_reload_successful.clone()),
@@ -154,6 +176,7 @@ impl Metrics {
                 class("5xx"),
             ],
             upstream_errors: UPSTREAM_ERROR_KINDS.map(kind),
+            client_errors: CLIENT_ERROR_KINDS.map(|k| client_errors.with_label_values(&[k])),
             registry,
             preflight_requests,
             preflight_duration,
@@ -174,6 +197,10 @@ impl Metrics {
 
     pub fn count_upstream_error(&self, kind: UpstreamError) {
         self.upstream_errors[kind as usize].inc();
+    }
+
+    pub fn count_client_error(&self, kind: ClientError) {
+        self.client_errors[kind as usize].inc();
     }
 
     pub fn count_reload(&self, result: &str, trigger: &str) {

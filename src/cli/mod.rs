@@ -115,9 +115,14 @@ pub struct ServeArgs {
     /// Time to connect to the upstream before answering 502
     #[arg(long, env = "PREFLIGHTD_UPSTREAM_CONNECT_TIMEOUT", default_value = "5s", value_parser = duration)]
     pub upstream_connect_timeout: Duration,
-    /// Time for the upstream to send response headers before answering 504
+    /// The upstream's silence that ends an exchange: no response byte for this long after the
+    /// request's last byte (504), or between reads of the response body (the response is cut)
     #[arg(long, env = "PREFLIGHTD_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = duration)]
     pub upstream_timeout: Duration,
+    /// Idle upstream connections are closed after this long, before the upstream closes them
+    /// (Node's default keep-alive timeout is 5s)
+    #[arg(long, env = "PREFLIGHTD_UPSTREAM_IDLE_TIMEOUT", default_value = "4s", value_parser = duration)]
+    pub upstream_idle_timeout: Duration,
     /// Extra CA certificates (PEM) trusted for an https:// upstream, beside the system roots
     #[arg(long, env = "PREFLIGHTD_UPSTREAM_CA")]
     pub upstream_ca: Option<PathBuf>,
@@ -165,6 +170,7 @@ impl ServeArgs {
                 url,
                 connect_timeout: self.upstream_connect_timeout,
                 response_timeout: self.upstream_timeout,
+                idle_timeout: self.upstream_idle_timeout,
                 forwarded_headers: !self.no_forwarded_headers,
                 rewrite_host: self.rewrite_host,
                 extra_ca: self.upstream_ca,

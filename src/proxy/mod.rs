@@ -1,7 +1,14 @@
 //! The upstream side (DESIGN 5): a pooled keep-alive client (`http://` or `https://` with
 //! rustls), requests and responses streamed both ways without buffering, trailers kept,
 //! upgrades tunnelled, failures answered 502 / 504 and counted.
+//!
+//! Faults are told apart (DESIGN 10): a client's malformed body is a 400 and a client that
+//! goes away is no upstream error (both `preflightd_client_errors_total`); the upstream's
+//! silence, not the request's age, is what `--upstream-timeout` measures; and a request lost
+//! to a keep-alive race (the upstream closed an idle connection as the request went out) is
+//! sent again, never reported as a 502.
 
+pub mod body;
 pub mod headers;
 
 use std::net::SocketAddr;
@@ -20,12 +27,13 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::fetch::TEXT_PLAIN;
-use crate::metrics::{Metrics, UpstreamError};
+use crate::metrics::{ClientError, Metrics, UpstreamError};
+use body::{ClientBody, ClientFault, Upload, UpstreamBody};
 use headers::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
 
 /// The response body type of the data listener: a fixed body the edge writes itself, or the
-/// upstream's body streamed through (no boxing, no buffering).
-pub type Body = Either<Full<Bytes>, Incoming>;
+/// upstream's body streamed through (no buffering), watched for silence.
+pub type Body = Either<Full<Bytes>, UpstreamBody>;
 
 pub fn fixed(text: &'static str) -> Body {
     Either::Left(Full::new(Bytes::from_static(text.as_bytes())))
@@ -35,7 +43,13 @@ pub fn fixed(text: &'static str) -> Body {
 pub struct UpstreamConfig {
     pub url: String,
     pub connect_timeout: Duration,
+    /// The upstream's silence that ends an exchange: no response byte for this long after the
+    /// request's last byte, or between reads of the response body (nginx's
+    /// `proxy_read_timeout`).
     pub response_timeout: Duration,
+    /// An idle upstream connection is closed after this long, before the upstream is likely
+    /// to close it itself (Node's default keep-alive timeout is 5 s).
+    pub idle_timeout: Duration,
     pub forwarded_headers: bool,
     pub rewrite_host: bool,
     /// Extra PEM CA certificates trusted for an `https://` upstream, beside the system roots.
@@ -43,12 +57,13 @@ pub struct UpstreamConfig {
 }
 
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    client: Client<HttpsConnector<HttpConnector>, ClientBody>,
     connector: HttpsConnector<HttpConnector>,
     scheme: Scheme,
     authority: Authority,
     host_value: HeaderValue,
     response_timeout: Duration,
+    idle_timeout: Duration,
     forwarded_headers: bool,
     rewrite_host: bool,
 }
@@ -62,8 +77,14 @@ pub struct Upstream {
 ///   upstream answered. HTTP/2 clients (concurrent streams) and upgrades use the shared pool.
 /// - The client's address as an `X-Forwarded-For` item, rendered once.
 pub struct ClientConnection {
-    upstream: crossbeam_utils::atomic::AtomicCell<Option<Box<UpstreamConnection>>>,
+    upstream: crossbeam_utils::atomic::AtomicCell<Option<Box<Kept>>>,
     forwarded_for: HeaderValue,
+}
+
+/// An upstream connection kept between requests, and since when it has been idle.
+struct Kept {
+    sender: UpstreamConnection,
+    idle_since: Instant,
 }
 
 impl ClientConnection {
@@ -78,7 +99,7 @@ impl ClientConnection {
     }
 }
 
-type UpstreamConnection = hyper::client::conn::http1::SendRequest<Incoming>;
+type UpstreamConnection = hyper::client::conn::http1::SendRequest<ClientBody>;
 
 /// Why `--upstream` (or `--upstream-ca`) cannot be used.
 #[derive(Debug)]
@@ -168,7 +189,7 @@ impl Upstream {
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(config.idle_timeout)
             .pool_max_idle_per_host(1024)
             .build(connector.clone());
         let host_value = HeaderValue::from_str(authority.as_str()).map_err(|e| {
@@ -184,16 +205,18 @@ impl Upstream {
             authority,
             host_value,
             response_timeout: config.response_timeout,
+            idle_timeout: config.idle_timeout,
             forwarded_headers: config.forwarded_headers,
             rewrite_host: config.rewrite_host,
         })
     }
 
-    /// Sends `request` upstream and returns its response, or the 502 / 504 that replaces it.
+    /// Sends `request` upstream and returns its response, or the 400 / 502 / 504 that
+    /// replaces it.
     pub async fn forward(
         &self,
         mut request: Request<Incoming>,
-        metrics: &Metrics,
+        metrics: &Arc<Metrics>,
         client: &ClientConnection,
     ) -> Response<Body> {
         let upgrade = headers::is_upgrade(request.headers());
@@ -206,8 +229,8 @@ impl Upstream {
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         // RFC 9112 3.2: an HTTP/1.1 request carries Host. The upstream speaks HTTP/1.1 and
-        // needs one: the one the client meant (an
-        // HTTP/2 client's :authority), kept unless --rewrite-host; else the upstream's own.
+        // needs one: the one the client meant (an HTTP/2 client's :authority), kept unless
+        // --rewrite-host; else the upstream's own.
         if self.rewrite_host {
             parts
                 .headers
@@ -242,11 +265,14 @@ impl Upstream {
             headers::append_item(&mut parts.headers, &X_FORWARDED_PROTO, &headers::PROTO_HTTP);
         }
         parts.version = http::Version::HTTP_11;
+        let (body, upload) = ClientBody::new(body);
         let upstream_request = Request::from_parts(parts, body);
 
         let started = Instant::now();
         let exchange = async {
             if pooled {
+                // hyper-util's pool resends a request whose pooled connection closed before
+                // it was written (`retry_canceled_requests`, on by default).
                 return self
                     .client
                     .request(upstream_request)
@@ -255,20 +281,28 @@ impl Upstream {
             }
             self.send_affine(upstream_request, client).await
         };
-        let result = tokio::time::timeout(self.response_timeout, exchange).await;
+        let result = self
+            .until_silent(exchange, upload.as_deref(), started)
+            .await;
         metrics
             .upstream_duration
             .observe(started.elapsed().as_secs_f64());
+        // A failed upload is the client's doing, whatever the upstream side saw of it.
+        if let Some(fault) = upload.as_ref().and_then(|u| u.fault())
+            && !matches!(result, Some(Ok(_)))
+        {
+            return client_fault_response(fault, metrics);
+        }
         let mut response = match result {
-            Ok(Ok(response)) => response,
-            Ok(Err((kind, e))) => {
+            Some(Ok(response)) => response,
+            Some(Err((kind, e))) => {
                 metrics.count_upstream_error(kind);
                 tracing::warn!(error = %e, kind = ?kind, "upstream request failed");
                 let response = error_response(StatusCode::BAD_GATEWAY, "upstream request failed\n");
                 metrics.count_proxy_status(response.status());
                 return response;
             }
-            Err(_) => {
+            None => {
                 metrics.count_upstream_error(UpstreamError::Timeout);
                 tracing::warn!(timeout = ?self.response_timeout, "upstream timed out");
                 let response = error_response(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n");
@@ -283,40 +317,160 @@ impl Upstream {
             tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
         }
         headers::remove_hop_by_hop(response.headers_mut(), switching);
-        response.map(Either::Right)
+        let timeout = self.response_timeout;
+        response.map(|body| Either::Right(UpstreamBody::new(body, timeout, Arc::clone(metrics))))
     }
+
+    /// Runs `exchange` until it completes, or until the upstream has been silent for
+    /// `--upstream-timeout` (`None`): silence counts from the request's last byte, so an
+    /// upload that keeps progressing is never cut (nginx's `proxy_read_timeout`).
+    async fn until_silent<T>(
+        &self,
+        exchange: impl std::future::Future<Output = T>,
+        upload: Option<&Upload>,
+        started: Instant,
+    ) -> Option<T> {
+        tokio::pin!(exchange);
+        loop {
+            let since = upload.map_or(started, Upload::last_progress);
+            let deadline = since + self.response_timeout;
+            tokio::select! {
+                done = &mut exchange => return Some(done),
+                () = tokio::time::sleep_until(deadline.into()) => {
+                    let progressed = upload.is_some_and(|u| u.last_progress() > since);
+                    if !progressed {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The answer to a request whose body the client broke: a 400 for malformed framing (RFC
+/// 9112 7.1); for a client that went away, the same (nobody reads it). Counted as a client
+/// error, never an upstream one.
+fn client_fault_response(fault: ClientFault, metrics: &Metrics) -> Response<Body> {
+    let (kind, text) = match fault {
+        ClientFault::Malformed => (ClientError::MalformedBody, "malformed request body\n"),
+        ClientFault::Aborted => (ClientError::Aborted, "request body incomplete\n"),
+    };
+    metrics.count_client_error(kind);
+    tracing::debug!(kind = ?kind, "client fault on the request body");
+    let mut response = error_response(StatusCode::BAD_REQUEST, text);
+    // The rest of the connection's bytes cannot be trusted to frame a next request.
+    response
+        .headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// Methods whose request may be sent twice (RFC 9110 9.2.2), when it has no body.
+fn replayable(parts: &http::request::Parts, body: &ClientBody) -> bool {
+    use http::Method;
+    matches!(body, ClientBody::Empty)
+        && [
+            Method::GET,
+            Method::HEAD,
+            Method::OPTIONS,
+            Method::PUT,
+            Method::DELETE,
+        ]
+        .contains(&parts.method)
+}
+
+/// Whether an error on a reused connection means the upstream closed it before answering
+/// (no response byte): the keep-alive race.
+fn closed_before_answer(error: &hyper::Error) -> bool {
+    if error.is_incomplete_message() || error.is_canceled() || error.is_closed() {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+            return matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe);
+        }
+        source = cause.source();
+    }
+    false
+}
+
+fn send_error(error: &hyper::Error) -> (UpstreamError, String) {
+    let kind = if error.is_parse() || error.is_parse_status() || error.is_user() {
+        UpstreamError::Protocol
+    } else {
+        UpstreamError::Reset
+    };
+    (kind, error_chain(error))
 }
 
 impl Upstream {
     /// Sends through the client connection's own upstream connection, opening it when there
-    /// is none or the last one closed.
+    /// is none, it idled past `--upstream-idle-timeout`, or it closed. On a reused connection
+    /// the keep-alive race is absorbed: a request the connection never wrote is sent again
+    /// on a new one, and so is a bodiless idempotent request that got no response byte.
     async fn send_affine(
         &self,
-        request: Request<Incoming>,
+        request: Request<ClientBody>,
         client: &ClientConnection,
     ) -> Result<Response<Incoming>, (UpstreamError, String)> {
-        let mut connection = match client.upstream.take() {
-            Some(mut connection) => match connection.ready().await {
-                Ok(()) => connection,
-                // The upstream closed it (idle timeout, restart): open another.
-                Err(_) => self.connect().await?,
-            },
-            None => self.connect().await?,
+        let reused = match client.upstream.take() {
+            Some(mut kept) if kept.idle_since.elapsed() < self.idle_timeout => {
+                match kept.sender.ready().await {
+                    Ok(()) => Some(kept.sender),
+                    // The upstream closed it (idle timeout, restart): open another.
+                    Err(_) => None,
+                }
+            }
+            // Idle for too long: the upstream may be closing it right now.
+            Some(_) | None => None,
         };
-        let response = connection.send_request(request).await.map_err(|e| {
-            let kind = if e.is_parse() || e.is_parse_status() || e.is_user() {
-                UpstreamError::Protocol
-            } else {
-                UpstreamError::Reset
-            };
-            (kind, error_chain(&e))
-        })?;
-        // Ready again once this response's body has been read; the next request waits for it.
-        client.upstream.store(Some(connection));
+        let Some(mut connection) = reused else {
+            let mut connection = self.connect().await?;
+            let response = connection
+                .send_request(request)
+                .await
+                .map_err(|e| send_error(&e))?;
+            keep(client, connection);
+            return Ok(response);
+        };
+        let (parts, body) = request.into_parts();
+        let replay = replayable(&parts, &body).then(|| {
+            let mut copy = Request::new(ClientBody::Empty);
+            *copy.method_mut() = parts.method.clone();
+            *copy.uri_mut() = parts.uri.clone();
+            *copy.version_mut() = parts.version;
+            *copy.headers_mut() = parts.headers.clone();
+            copy
+        });
+        let request = Request::from_parts(parts, body);
+        let retry = match connection.try_send_request(request).await {
+            Ok(response) => {
+                keep(client, connection);
+                return Ok(response);
+            }
+            Err(mut failed) => match failed.take_message() {
+                // Never written: safe to send again, whatever the method and body.
+                Some(unsent) => unsent,
+                None if closed_before_answer(failed.error()) => match replay {
+                    Some(again) => again,
+                    None => return Err(send_error(failed.error())),
+                },
+                None => return Err(send_error(failed.error())),
+            },
+        };
+        tracing::debug!("upstream closed a kept connection; sending the request again");
+        let mut fresh = self.connect().await?;
+        let response = fresh
+            .send_request(retry)
+            .await
+            .map_err(|e| send_error(&e))?;
+        keep(client, fresh);
         Ok(response)
     }
 
-    async fn connect(&self) -> Result<Box<UpstreamConnection>, (UpstreamError, String)> {
+    async fn connect(&self) -> Result<UpstreamConnection, (UpstreamError, String)> {
         use tower_service::Service;
         let target = Uri::from_parts({
             let mut parts = http::uri::Parts::default();
@@ -340,8 +494,17 @@ impl Upstream {
                 tracing::debug!(error = %e, "upstream connection ended");
             }
         });
-        Ok(Box::new(sender))
+        Ok(sender)
     }
+}
+
+/// Keeps `connection` for the client connection's next request. Ready again once this
+/// response's body has been read; the next request waits for that.
+fn keep(client: &ClientConnection, sender: UpstreamConnection) {
+    client.upstream.store(Some(Box::new(Kept {
+        sender,
+        idle_since: Instant::now(),
+    })));
 }
 
 /// RFC 9110 7.8: after a 101 the connection speaks the upgraded protocol; copies its bytes

@@ -14,4 +14,5 @@ mod proxy;
 mod reload;
 mod support;
 mod upstream_failures;
+mod upstream_faults;
 mod validation;

@@ -162,6 +162,163 @@ impl Upstream {
     }
 }
 
+/// The `fault_upstream` example: an HTTP/1.1 upstream that misbehaves on purpose (its doc
+/// comment lists the routes: `/cl-te`, `/reset-mid-body`, `/silence`, `/close-before-response`;
+/// anything else answers `ok METHOD PATH body=LENGTH`).
+pub struct FaultUpstream {
+    /// Held so that dropping the `FaultUpstream` stops the process.
+    pub _process: Process,
+    pub address: SocketAddr,
+}
+
+impl FaultUpstream {
+    pub fn start() -> FaultUpstream {
+        Self::start_with(&[])
+    }
+
+    /// One that closes a kept-alive connection when no next request has begun within `ms` of
+    /// a response (as Node's `keepAliveTimeout` does), so reusing the connection races the close.
+    pub fn start_idle_close(ms: u64) -> FaultUpstream {
+        Self::start_with(&["127.0.0.1:0", "--idle-close-ms", &ms.to_string()])
+    }
+
+    fn start_with(args: &[&str]) -> FaultUpstream {
+        let binary = target_dir().join("examples").join("fault_upstream");
+        assert!(
+            binary.exists(),
+            "{} missing: `cargo test` builds it (or `cargo build --examples`)",
+            binary.display()
+        );
+        let mut command = Command::new(binary);
+        command.args(args);
+        let process = spawn(command, true);
+        let line = process.wait_for_line("listening ");
+        let address = line["listening ".len()..]
+            .parse()
+            .expect("fault upstream address");
+        FaultUpstream {
+            _process: process,
+            address,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// The whole `/__log` answer: `{"connections", "log_connections", "idle_closes",
+    /// "requests": [{"connection", "method", "target", "path", "body_length"}]}`.
+    pub fn log(&self) -> serde_json::Value {
+        let response = send(
+            self.address,
+            "GET /__log HTTP/1.1\r\nHost: upstream\r\nConnection: close\r\n\r\n",
+        );
+        serde_json::from_slice(&response.body).expect("fault upstream log is JSON")
+    }
+
+    /// Every request seen, in arrival order (but `/__log` itself).
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        match self.log()["requests"].take() {
+            serde_json::Value::Array(requests) => requests,
+            other => panic!("fault upstream requests: {other}"),
+        }
+    }
+
+    /// Connections accepted, but those that asked for the log (as [`FaultUpstream::log`] does).
+    pub fn connections(&self) -> u64 {
+        let log = self.log();
+        let count = |key: &str| log[key].as_u64().unwrap_or_else(|| panic!("no {key}"));
+        count("connections") - count("log_connections")
+    }
+
+    /// Connections closed for idling past `--idle-close-ms`.
+    pub fn idle_closes(&self) -> u64 {
+        self.log()["idle_closes"].as_u64().expect("idle_closes")
+    }
+}
+
+#[test]
+fn fault_upstream_misbehaves() {
+    let upstream = FaultUpstream::start();
+    let ok = send(
+        upstream.address,
+        "POST /ok?x=1 HTTP/1.1\r\nHost: u\r\nContent-Length: 3\r\n\r\nabc",
+    );
+    assert_eq!(
+        (ok.status, ok.text().as_str()),
+        (200, "ok POST /ok body=3\n")
+    );
+
+    // Both framings; a client that (rightly) lets chunked win reads `hello`.
+    let cl_te = send(upstream.address, "GET /cl-te HTTP/1.1\r\nHost: u\r\n\r\n");
+    assert_eq!(cl_te.header("content-length"), Some("3"));
+    assert_eq!(cl_te.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(cl_te.text(), "hello");
+
+    let read_all = |request: &str| {
+        let mut stream = connect(upstream.address);
+        stream.write_all(request.as_bytes()).expect("write request");
+        let mut received = Vec::new();
+        let mut buffer = [0; 4096];
+        let end = loop {
+            match stream.read(&mut buffer) {
+                Ok(0) => break None,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+                Err(e) => break Some(e.kind()),
+            }
+        };
+        (received, end)
+    };
+    let (received, end) = read_all("GET /reset-mid-body HTTP/1.1\r\nHost: u\r\n\r\n");
+    assert!(received.starts_with(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"));
+    assert!(received.len() < 100_000);
+    assert_eq!(end, Some(std::io::ErrorKind::ConnectionReset));
+    let (received, end) = read_all("GET /close-before-response HTTP/1.1\r\nHost: u\r\n\r\n");
+    assert_eq!((received.len(), end), (0, None));
+
+    let mut silent = connect(upstream.address);
+    silent
+        .write_all(b"GET /silence HTTP/1.1\r\nHost: u\r\n\r\n")
+        .expect("write request");
+    silent
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let error = silent
+        .read(&mut [0; 64])
+        .expect_err("silence answers nothing");
+    assert!(matches!(
+        error.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    ));
+
+    let paths: Vec<_> = upstream
+        .requests()
+        .iter()
+        .map(|r| r["path"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let expected = [
+        "/ok",
+        "/cl-te",
+        "/reset-mid-body",
+        "/close-before-response",
+        "/silence",
+    ];
+    assert_eq!(paths, expected);
+    assert_eq!(upstream.connections(), 5);
+
+    // Idle past --idle-close-ms after a response: the upstream closes the connection.
+    let idle = FaultUpstream::start_idle_close(100);
+    let mut stream = BufReader::new(connect(idle.address));
+    stream
+        .get_mut()
+        .write_all(b"GET /ok HTTP/1.1\r\nHost: u\r\n\r\n")
+        .expect("write request");
+    assert_eq!(read_response(&mut stream).text(), "ok GET /ok body=0\n");
+    assert_eq!(stream.read(&mut [0; 64]).expect("read"), 0, "closed");
+    assert_eq!(idle.idle_closes(), 1);
+    assert_eq!(idle.url(), format!("http://{}", idle.address));
+}
+
 pub struct Preflightd {
     pub process: Process,
     pub data: SocketAddr,
