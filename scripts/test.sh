@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
+# Before installing anything: a toolchain older than Cargo.toml's rust-version cannot build.
+require_rust_version
+
 # Debian packages the suites drive for real (Chromium for the browser tests: Debian's
 # package, never a downloaded browser build). Installed only when absent.
 need=()
@@ -18,8 +21,6 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   apt_install "${need[@]}"
 fi
-
-command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
 
 # playwright-core (drives /usr/bin/chromium; it downloads no browser), pinned by the lock file.
 if [ ! -d tests/browser/node_modules/playwright-core ]; then

@@ -29,7 +29,9 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-RELEASE = os.path.join(ROOT, "target", "release")
+# Executables by target name ("preflightd", "floor_raw", ...), as cargo reports them in build():
+# wherever the target directory is (CARGO_TARGET_DIR, build.target-dir, --target).
+BIN = {}
 TICKS = os.sysconf("SC_CLK_TCK")
 SERVER_CPU, CLIENT_CPU = "0", "1"
 CONNECTIONS = 64
@@ -54,8 +56,16 @@ def install_missing():
 
 
 def build():
-    sh("cargo", "build", "--release", "--locked", "--quiet", "--bin", "preflightd",
-       "--example", "floor_raw", "--example", "floor_hyper", cwd=ROOT)
+    out = sh("cargo", "build", "--release", "--locked", "--quiet", "--message-format=json-render-diagnostics",
+             "--bin", "preflightd", "--example", "floor_raw", "--example", "floor_hyper", cwd=ROOT,
+             stdout=subprocess.PIPE, text=True).stdout
+    for line in out.splitlines():
+        msg = json.loads(line)
+        if msg.get("reason") == "compiler-artifact" and msg.get("executable"):
+            BIN[msg["target"]["name"]] = msg["executable"]
+    missing = {"preflightd", "floor_raw", "floor_hyper"} - BIN.keys()
+    if missing:
+        raise RuntimeError(f"cargo build reported no executable for {sorted(missing)}")
 
 
 def free_port():
@@ -220,7 +230,7 @@ def start_preflightd(workdir, n, upstream_port, extra=()):
     with open(os.path.join(rules, "rules.toml"), "w") as f:
         f.write(rules_toml(n))
     port, admin = free_port(), free_port()
-    server = Server("preflightd", [os.path.join(RELEASE, "preflightd"), "serve", "--rules", rules,
+    server = Server("preflightd", [BIN["preflightd"], "serve", "--rules", rules,
                                    "--upstream", f"http://127.0.0.1:{upstream_port}",
                                    "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
                                    "--workers", "1", *extra], port, env=dict(os.environ, RUST_LOG="warn"))
@@ -240,7 +250,7 @@ def start_nginx(workdir, n, upstream_port):
 
 def start_floor(kind, response_file):
     port = free_port()
-    return Server(f"floor-{kind}", [os.path.join(RELEASE, "examples", f"floor_{kind}"), f"127.0.0.1:{port}",
+    return Server(f"floor-{kind}", [BIN[f"floor_{kind}"], f"127.0.0.1:{port}",
                                      response_file, "1"], port)
 
 
@@ -556,7 +566,7 @@ def main():
     small = os.path.join(ctx.workdir, "upstream-small.http")
     with open(small, "wb") as f:
         f.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 13\r\n\r\nhello, world\n")
-    ctx.upstream = Server("direct", [os.path.join(RELEASE, "examples", "floor_raw"), f"127.0.0.1:{port}", small, "1"],
+    ctx.upstream = Server("direct", [BIN["floor_raw"], f"127.0.0.1:{port}", small, "1"],
                           port, cpu=CLIENT_CPU)
     ctx.upstream_port = port
     big_port = free_port()
@@ -564,7 +574,7 @@ def main():
     with open(big, "wb") as f:
         f.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: 1048576\r\n\r\n")
         f.write(b"x" * 1048576)
-    ctx.upstream_big = Server("direct", [os.path.join(RELEASE, "examples", "floor_raw"), f"127.0.0.1:{big_port}", big, "1"],
+    ctx.upstream_big = Server("direct", [BIN["floor_raw"], f"127.0.0.1:{big_port}", big, "1"],
                               big_port, cpu=CLIENT_CPU)
     ctx.upstream_big_port = big_port
     started = time.time()
@@ -573,7 +583,7 @@ def main():
             "## Load benchmarks", "",
             f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} CPUs "
             f"({cpu_model()}), Linux {os.uname().release}; {tool_version(['wrk', '-v'])}; "
-            f"{tool_version(['nginx', '-v'])}; {tool_version([os.path.join(RELEASE, 'preflightd'), '--version'])}.",
+            f"{tool_version(['nginx', '-v'])}; {tool_version([BIN['preflightd'], '--version'])}.",
             f"Servers pinned to CPU {SERVER_CPU} with one worker, wrk (-t1 -c{CONNECTIONS}) and the upstream on CPU "
             f"{CLIENT_CPU}; {ctx.rounds} rounds of {ctx.duration} s per target, interleaved; medians (min-max).",
             f"Command: python3 benches/load/run.py --rounds {ctx.rounds} --duration {ctx.duration}"
