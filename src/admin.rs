@@ -21,14 +21,46 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use tokio::sync::Semaphore;
+
+use crate::conn::{self, Connection, Limits, Phase, Tracked, WatchedIo};
 use crate::fetch::TEXT_PLAIN;
 use crate::live::{Live, Snapshot};
+use crate::metrics::ClientError;
 use crate::rules::{ActualResponses, Unmatched};
 
+/// How the admin listener's connections are bounded (DESIGN 10): the data listener's head and
+/// idle timeouts, and a small cap of its own, so that idle admin connections can neither hold
+/// file descriptors the data listener needs nor stop `/metrics` answering for long.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminConfig {
+    pub limits: Limits,
+    pub max_connections: usize,
+}
+
 /// Serves the admin endpoints from the live policy (its snapshot, metrics and readiness)
-/// until `stop` changes.
-pub async fn serve(listener: TcpListener, live: Arc<Live>, mut stop: watch::Receiver<bool>) {
+/// until `stop` changes. Every connection runs under the same watchdog as the data
+/// listener's.
+pub async fn serve(
+    listener: TcpListener,
+    live: Arc<Live>,
+    config: AdminConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (_phase_tx, phase) = watch::channel(Phase::Serving);
+    let limit = Arc::new(Semaphore::new(
+        config.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+    ));
+    // Admin connections are not data connections: counted in a gauge nobody exports.
+    let gauge = prometheus::IntGauge::new("admin_connections", "unexported").ok();
     loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&limit).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            _ = stop.changed() => return,
+        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -40,15 +72,33 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>, mut stop: watch::Rece
             },
             _ = stop.changed() => return,
         };
-        let live = Arc::clone(&live);
+        let Some(gauge) = gauge.clone() else {
+            return;
+        };
+        let connection = Connection::new(permit, gauge, config.limits, phase.clone());
+        let service_live = Arc::clone(&live);
+        let service_connection = Arc::clone(&connection);
+        let service = service_fn(move |request| {
+            let in_flight = service_connection.request_started();
+            let response =
+                respond(&service_live, &request).map(|body| Tracked::new(body, in_flight));
+            async move { Ok::<_, std::convert::Infallible>(response) }
+        });
+        let io = TokioIo::new(WatchedIo::new(stream, Arc::clone(&connection)));
+        let metrics = Arc::clone(&live);
         tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let response = respond(&live, &request);
-                async move { Ok::<_, std::convert::Infallible>(response) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(None)
+                .half_close(true)
+                .serve_connection(io, service);
+            let closed =
+                conn::watch(served, |served| served.graceful_shutdown(), &connection).await;
+            if closed == Some(conn::Close::HeaderTimeout) {
+                metrics
+                    .metrics()
+                    .count_client_error(ClientError::AdminHeaderTimeout);
+            }
         });
     }
 }
@@ -90,8 +140,14 @@ fn respond(live: &Live, request: &Request<Incoming>) -> Response<Full<Bytes>> {
             }
         }
         "/rules" => {
-            let body = rules_json(&live.load());
-            text(StatusCode::OK, &JSON, format!("{body:#}\n"))
+            // Rendered once per loaded generation and shared by every request: 100 000 rules
+            // are tens of megabytes of JSON, which slow readers must not multiply.
+            let snapshot = live.load();
+            let body = snapshot
+                .rendered_rules
+                .get_or_init(|| Bytes::from(format!("{:#}\n", rules_json(&snapshot))))
+                .clone();
+            text(StatusCode::OK, &JSON, body)
         }
         _ => text(
             StatusCode::NOT_FOUND,

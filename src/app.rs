@@ -31,30 +31,84 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub listener: ListenerConfig,
+    /// Admin connections open at once.
+    pub admin_max_connections: usize,
     pub workers: usize,
     /// On SIGTERM/SIGINT, time for requests in flight to finish before exiting.
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
 }
 
-pub fn init_logging(format: LogFormat) {
+/// Log lines the writer buffers before it drops (and counts) new ones rather than wait.
+const LOG_BUFFER_LINES: usize = 16 * 1024;
+
+/// Logging on stderr through a bounded, non-blocking writer (DESIGN 10): a request never
+/// waits on a slow log reader; lines that do not fit are dropped and counted. The guard
+/// flushes what is buffered when dropped, at exit.
+pub fn init_logging(
+    format: LogFormat,
+) -> (
+    tracing_appender::non_blocking::WorkerGuard,
+    tracing_appender::non_blocking::ErrorCounter,
+) {
     use tracing_subscriber::EnvFilter;
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_BUFFER_LINES)
+        .thread_name("preflightd-log")
+        .finish(std::io::stderr());
+    let drops = writer.error_counter();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    (guard, drops)
+}
+
+/// File descriptors beyond the connections: listeners, the rules watcher, log and
+/// process files.
+const FD_MARGIN: u64 = 64;
+
+/// Raises the soft file-descriptor limit to the hard one (client connections, upstream
+/// connections and admin connections each take one), and warns when the caps do not fit.
+fn raise_fd_limit(config: &ServeConfig) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let Some(hard) = limit.maximum
+        && limit.current != Some(hard)
+    {
+        limit.current = Some(hard);
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::warn!(error = %e, "cannot raise the file descriptor limit");
+        }
+    }
+    let soft = getrlimit(Resource::Nofile).current;
+    let upstream = config.upstream.as_ref().map_or(0, |u| u.max_connections);
+    let needed = (config.listener.max_connections + upstream + config.admin_max_connections) as u64
+        + FD_MARGIN;
+    if let Some(soft) = soft
+        && soft < needed
+    {
+        tracing::warn!(
+            limit = soft,
+            needed,
+            "the file descriptor limit is below --max-connections + --upstream-max-connections + \
+             --admin-max-connections + {FD_MARGIN}: under load, accepts will fail before the caps \
+             are reached; raise the limit (ulimit -n, LimitNOFILE=) or lower the caps"
+        );
+    }
 }
 
 /// Runs the service until SIGTERM or SIGINT; the exit code for the process: 0 after a
 /// graceful shutdown, 1 when the rules or a listener cannot be set up, 2 for a bad
 /// `--upstream`.
 pub fn serve(config: ServeConfig) -> ExitCode {
-    init_logging(config.log_format);
+    let (_log_guard, log_drops) = init_logging(config.log_format);
     let metrics = match Metrics::new() {
         Ok(metrics) => Arc::new(metrics),
         Err(e) => {
@@ -62,11 +116,19 @@ pub fn serve(config: ServeConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    metrics.watch_log_drops(log_drops);
+    raise_fd_limit(&config);
     // DESIGN 6: the first load must succeed, or the process exits non-zero with the errors.
     let Some(live) = reload::first_load(&config.reload, Arc::clone(&metrics)) else {
         return ExitCode::FAILURE;
     };
-    let upstream = match config.upstream.as_ref().map(Upstream::new).transpose() {
+    let open = metrics.upstream_connections_open.clone();
+    let upstream = match config
+        .upstream
+        .as_ref()
+        .map(|u| Upstream::new(u, open.clone()))
+        .transpose()
+    {
         Ok(upstream) => upstream,
         Err(e) => {
             tracing::error!("{e}");
@@ -115,9 +177,14 @@ async fn run(config: ServeConfig, context: Arc<Context>) -> ExitCode {
     let live = Arc::clone(&context.live);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let admin_address = local(&admin);
+    let admin_config = crate::admin::AdminConfig {
+        limits: config.listener.limits(),
+        max_connections: config.admin_max_connections,
+    };
     tokio::spawn(crate::admin::serve(
         admin,
         Arc::clone(&live),
+        admin_config,
         stop_rx.clone(),
     ));
     // Signal handlers are registered before the service says it is ready, so that no early

@@ -7,7 +7,8 @@
 //! metrics; arrows point inward, and no module uses a module that uses it
 //! (`scripts/module_cycles.py` checks this in CI):
 //!
-//! - `metrics`: the Prometheus families;
+//! - `metrics`: the Prometheus families; `throttle`: rate-limited warnings;
+//! - `conn`: one client connection from accept to close (caps, clocks, the watchdog);
 //! - `live`: the one owner of the live policy (snapshot, publish, readiness);
 //! - `reload`: the first load and every reload, and what triggers them;
 //! - `proxy`: the upstream side;
@@ -26,9 +27,11 @@ pub mod syntax;
 // Shell.
 pub mod admin;
 pub mod app;
+pub mod conn;
 pub mod live;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod sd_notify;
 pub mod server;
+pub mod throttle;

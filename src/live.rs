@@ -31,6 +31,9 @@ pub struct Snapshot {
     pub policy: Policy,
     pub counters: PreflightCounters,
     pub provenance: Provenance,
+    /// The `/rules` document, rendered once per generation by the admin listener (a
+    /// reference-counted buffer every response shares).
+    pub rendered_rules: std::sync::OnceLock<bytes::Bytes>,
 }
 
 /// The live policy (an atomically swapped [`Snapshot`]) and readiness.
@@ -122,5 +125,6 @@ fn snapshot(candidate: Candidate, metrics: &Metrics, generations: &AtomicU64) ->
             loaded_at: now,
             files: candidate.files,
         },
+        rendered_rules: std::sync::OnceLock::new(),
     })
 }

@@ -24,7 +24,16 @@ const FORWARDED_COLUMN: usize = RESULT_LABELS.len() - 1;
 pub const UPSTREAM_ERROR_KINDS: [&str; 4] = ["connect", "timeout", "reset", "protocol"];
 
 /// `kind` label values of `preflightd_client_errors_total`, in [`ClientError`] order.
-pub const CLIENT_ERROR_KINDS: [&str; 2] = ["malformed_body", "aborted"];
+pub const CLIENT_ERROR_KINDS: [&str; 8] = [
+    "malformed_body",
+    "aborted",
+    "body_timeout",
+    "header_timeout",
+    "send_timeout",
+    "bad_host",
+    "connect_method",
+    "admin_header_timeout",
+];
 
 /// A request the client got wrong or gave up on: counted apart from upstream errors, which
 /// page someone (the upstream is not at fault).
@@ -34,6 +43,19 @@ pub enum ClientError {
     MalformedBody,
     /// The client went away before its request body was complete.
     Aborted,
+    /// No byte of the request body for `--client-body-timeout`: 408.
+    BodyTimeout,
+    /// The first request head (or a later one, once begun) did not complete within
+    /// `--header-read-timeout`: the connection is closed.
+    HeaderTimeout,
+    /// The client read nothing of the response for `--send-timeout`: closed.
+    SendTimeout,
+    /// A missing, duplicated, invalid or disagreeing `Host` / `:authority`: 400.
+    BadHost,
+    /// `CONNECT`, refused at the edge: 405.
+    ConnectMethod,
+    /// An admin connection that did not send its request head in time.
+    AdminHeaderTimeout,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +73,14 @@ pub struct Metrics {
     proxy_requests: [IntCounter; 5],
     pub upstream_duration: Histogram,
     upstream_errors: [IntCounter; 4],
-    client_errors: [IntCounter; 2],
+    client_errors: [IntCounter; CLIENT_ERROR_KINDS.len()],
+    /// Requests that found every upstream connection in use for the whole wait (503).
+    pub upstream_exhausted: IntCounter,
+    pub upstream_connections_open: IntGauge,
+    log_lines_dropped: IntCounter,
+    /// The non-blocking log writer's own count, read at each scrape.
+    log_drops: OnceLock<tracing_appender::non_blocking::ErrorCounter>,
+    log_drops_seen: std::sync::atomic::AtomicU64,
     pub connections_open: IntGauge,
     reloads: IntCounterVec,
     pub last_reload_successful: IntGauge,
@@ -111,6 +140,18 @@ impl Metrics {
             ),
             &["kind"],
         )?;
+        let upstream_exhausted = IntCounter::new(
+            "preflightd_upstream_connections_exhausted_total",
+            "Requests answered 503 because every upstream connection (--upstream-max-connections) stayed in use for --upstream-connect-timeout",
+        )?;
+        let upstream_connections_open = IntGauge::new(
+            "preflightd_upstream_connections_open",
+            "Connections open to the upstream",
+        )?;
+        let log_lines_dropped = IntCounter::new(
+            "preflightd_log_lines_dropped_total",
+            "Log lines dropped because the log writer's buffer was full (logging never blocks a request)",
+        )?;
         let connections_open = IntGauge::new(
             "preflightd_connections_open",
             "Client connections open on the data listener",
@@ -152,6 +193,9 @@ impl Metrics {
             Box::new(upstream_duration.clone()),
             Box::new(upstream_errors.clone()),
             Box::new(client_errors.clone()),
+            Box::new(upstream_exhausted.clone()),
+            Box::new(upstream_connections_open.clone()),
+            Box::new(log_lines_dropped.clone()),
             Box::new(connections_open.clone()),
             Box::new(reloads.clone()),
             Box::new(last_reload_successful.clone()),
@@ -177,6 +221,11 @@ impl Metrics {
             ],
             upstream_errors: UPSTREAM_ERROR_KINDS.map(kind),
             client_errors: CLIENT_ERROR_KINDS.map(|k| client_errors.with_label_values(&[k])),
+            upstream_exhausted,
+            upstream_connections_open,
+            log_lines_dropped,
+            log_drops: OnceLock::new(),
+            log_drops_seen: std::sync::atomic::AtomicU64::new(0),
             registry,
             preflight_requests,
             preflight_duration,
@@ -239,8 +288,20 @@ impl Metrics {
         }
     }
 
+    /// Where the non-blocking log writer counts the lines it dropped.
+    pub fn watch_log_drops(&self, counter: tracing_appender::non_blocking::ErrorCounter) {
+        let _ = self.log_drops.set(counter);
+    }
+
     /// The Prometheus text exposition of every family.
     pub fn render(&self) -> Result<Vec<u8>, prometheus::Error> {
+        if let Some(drops) = self.log_drops.get() {
+            let now = drops.dropped_lines() as u64;
+            let seen = self
+                .log_drops_seen
+                .swap(now, std::sync::atomic::Ordering::Relaxed);
+            self.log_lines_dropped.inc_by(now.saturating_sub(seen));
+        }
         let mut out = Vec::with_capacity(16 * 1024);
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
         Ok(out)

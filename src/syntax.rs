@@ -71,6 +71,61 @@ pub fn field_items<'a>(
         .flat_map(|line| list_items(line.as_bytes()))
 }
 
+/// RFC 9112 3.2 / RFC 3986 3.2.2-3.2.3: `uri-host [ ":" port ]`, where `uri-host` is an
+/// IP-literal in brackets or a reg-name (unreserved, percent-encoded and sub-delims bytes;
+/// IPv4 addresses are reg-names by syntax). Anything else (a space, `@` userinfo, a path,
+/// an empty host, a port that is not at most five digits) is not a valid `Host`.
+pub fn is_valid_authority(authority: &[u8]) -> bool {
+    let (host, port) = if authority.first() == Some(&b'[') {
+        let Some(close) = authority.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &authority[1..close];
+        let ok = !literal.is_empty()
+            && literal
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'));
+        if !ok {
+            return false;
+        }
+        (&authority[..=close], &authority[close + 1..])
+    } else {
+        match authority.iter().position(|&b| b == b':') {
+            Some(colon) => (&authority[..colon], &authority[colon..]),
+            None => (authority, &authority[authority.len()..]),
+        }
+    };
+    let host_ok = host.first() == Some(&b'[')
+        || (!host.is_empty()
+            && host.iter().all(|&b| {
+                b.is_ascii_alphanumeric()
+                    || matches!(
+                        b,
+                        b'-' | b'.'
+                            | b'_'
+                            | b'~'
+                            | b'%'
+                            | b'!'
+                            | b'$'
+                            | b'&'
+                            | b'\''
+                            | b'('
+                            | b')'
+                            | b'*'
+                            | b'+'
+                            | b','
+                            | b';'
+                            | b'='
+                    )
+            }));
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    host_ok && port_ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +152,32 @@ mod tests {
         ];
         let items: Vec<&[u8]> = field_items(&lines).collect();
         assert_eq!(items, [&b"x"[..], b"y", b"z"]);
+    }
+
+    #[test]
+    fn authorities() {
+        for good in [
+            &b"api.example.com"[..],
+            b"api.example.com:8443",
+            b"127.0.0.1",
+            b"[::1]:8080",
+            b"x.test:",
+        ] {
+            assert!(is_valid_authority(good), "{good:?}");
+        }
+        for bad in [
+            &b""[..],
+            b"a b@c/d",
+            b"user@host",
+            b"host/path",
+            b"host:99999999",
+            b":80",
+            b"[::1",
+            b"[zz]",
+            b"host:8a",
+        ] {
+            assert!(!is_valid_authority(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -103,15 +103,52 @@ pub struct ServeArgs {
     /// Worker threads [default: number of CPUs]
     #[arg(long, env = "PREFLIGHTD_WORKERS")]
     pub workers: Option<usize>,
-    /// Client connections open at once; further clients wait in the listen backlog
+    /// Client connections open at once, WebSocket tunnels included; further clients wait in
+    /// the listen backlog
     #[arg(long, env = "PREFLIGHTD_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
-    /// Time a client has to send a request's headers (slowloris protection)
+    /// Time a client has to send a request head: from accept for the first (HTTP/2: the
+    /// preface and first HEADERS), from its first byte for later ones; then the connection
+    /// is closed (slowloris, silent sockets)
     #[arg(long, env = "PREFLIGHTD_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub header_read_timeout: Duration,
+    /// An idle connection (HTTP/1 between requests, HTTP/2 with no open stream, a tunnel with
+    /// no byte either way) is closed after this long; above load balancers' idle timeouts
+    /// (AWS ALB: 60s), as nginx's keepalive_timeout (75s)
+    #[arg(long, env = "PREFLIGHTD_IDLE_TIMEOUT", default_value = "75s", value_parser = duration)]
+    pub idle_timeout: Duration,
+    /// No byte of a request body for this long while waiting for one: 408 (nginx's
+    /// client_body_timeout)
+    #[arg(long, env = "PREFLIGHTD_CLIENT_BODY_TIMEOUT", default_value = "60s", value_parser = duration)]
+    pub client_body_timeout: Duration,
+    /// The client reads nothing of a response for this long: the connection is closed
+    /// (nginx's send_timeout)
+    #[arg(long, env = "PREFLIGHTD_SEND_TIMEOUT", default_value = "60s", value_parser = duration)]
+    pub send_timeout: Duration,
     /// Largest request head accepted (HTTP/1.1 read buffer, HTTP/2 header list); larger gets 431
     #[arg(long, env = "PREFLIGHTD_MAX_HEADER_BYTES", default_value_t = 65_536)]
     pub max_header_bytes: usize,
+    /// Most header lines in an HTTP/1 request head; more gets 431
+    #[arg(long, env = "PREFLIGHTD_MAX_HEADERS", default_value_t = 100)]
+    pub max_headers: usize,
+    /// Concurrent streams an HTTP/2 client may open on one connection
+    #[arg(
+        long,
+        env = "PREFLIGHTD_HTTP2_MAX_CONCURRENT_STREAMS",
+        default_value_t = 100
+    )]
+    pub http2_max_concurrent_streams: u32,
+    /// Admin listener connections open at once
+    #[arg(long, env = "PREFLIGHTD_ADMIN_MAX_CONNECTIONS", default_value_t = 64)]
+    pub admin_max_connections: usize,
+    /// Connections open to the upstream at once, across all clients and protocols; a request
+    /// that finds none free within --upstream-connect-timeout gets 503
+    #[arg(
+        long,
+        env = "PREFLIGHTD_UPSTREAM_MAX_CONNECTIONS",
+        default_value_t = 1024
+    )]
+    pub upstream_max_connections: usize,
     /// Time to connect to the upstream before answering 502
     #[arg(long, env = "PREFLIGHTD_UPSTREAM_CONNECT_TIMEOUT", default_value = "5s", value_parser = duration)]
     pub upstream_connect_timeout: Duration,
@@ -171,6 +208,7 @@ impl ServeArgs {
                 connect_timeout: self.upstream_connect_timeout,
                 response_timeout: self.upstream_timeout,
                 idle_timeout: self.upstream_idle_timeout,
+                max_connections: self.upstream_max_connections,
                 forwarded_headers: !self.no_forwarded_headers,
                 rewrite_host: self.rewrite_host,
                 extra_ca: self.upstream_ca,
@@ -189,8 +227,14 @@ impl ServeArgs {
             listener: ListenerConfig {
                 max_connections: self.max_connections,
                 header_read_timeout: self.header_read_timeout,
+                idle_timeout: self.idle_timeout,
+                client_body_timeout: self.client_body_timeout,
+                send_timeout: self.send_timeout,
                 max_header_bytes: self.max_header_bytes,
+                max_headers: self.max_headers,
+                http2_max_concurrent_streams: self.http2_max_concurrent_streams,
             },
+            admin_max_connections: self.admin_max_connections,
             workers: self.workers.unwrap_or_else(default_workers),
             shutdown_grace: self.shutdown_grace,
             log_format: match self.log_format {

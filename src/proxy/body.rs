@@ -30,6 +30,9 @@ pub enum ClientFault {
     Malformed,
     /// The client closed or reset its connection before the body was complete.
     Aborted,
+    /// The client sent no byte of the body for `--client-body-timeout` while the proxy was
+    /// waiting for one.
+    Timeout,
 }
 
 /// Progress and fault of one upload, shared by the body and the proxy waiting on it.
@@ -40,6 +43,9 @@ pub struct Upload {
     progress_ms: AtomicU64,
     /// 0: none; else a [`ClientFault`] + 1.
     fault: AtomicU8,
+    /// 1 + milliseconds from `started` since the proxy has been waiting on the client for
+    /// the next frame; 0: not waiting (a frame came, or the upstream is not reading).
+    waiting: AtomicU64,
 }
 
 impl Upload {
@@ -48,12 +54,29 @@ impl Upload {
             started: Instant::now(),
             progress_ms: AtomicU64::new(0),
             fault: AtomicU8::new(0),
+            waiting: AtomicU64::new(0),
         }
     }
 
+    fn ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// Since when the proxy has waited on the client for body bytes, if it is waiting.
+    pub fn waiting_since(&self) -> Option<Instant> {
+        match self.waiting.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(self.started + Duration::from_millis(ms - 1)),
+        }
+    }
+
+    pub fn set_fault(&self, fault: ClientFault) {
+        self.fault.store(fault as u8 + 1, Ordering::Relaxed);
+    }
+
     fn progressed(&self) {
-        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.progress_ms.store(ms, Ordering::Relaxed);
+        self.progress_ms.store(self.ms(), Ordering::Relaxed);
+        self.waiting.store(0, Ordering::Relaxed);
     }
 
     /// When the client last sent a byte of the body (its start, before the first).
@@ -65,6 +88,7 @@ impl Upload {
         match self.fault.load(Ordering::Relaxed) {
             1 => Some(ClientFault::Malformed),
             2 => Some(ClientFault::Aborted),
+            3 => Some(ClientFault::Timeout),
             _ => None,
         }
     }
@@ -133,12 +157,17 @@ impl HttpBody for ClientBody {
             ClientBody::Streaming { inner, upload } => {
                 let polled = Pin::new(inner).poll_frame(cx);
                 match &polled {
-                    Poll::Ready(Some(Ok(_))) => upload.progressed(),
-                    Poll::Ready(Some(Err(e))) => {
-                        let fault = client_fault(e) as u8 + 1;
-                        upload.fault.store(fault, Ordering::Relaxed);
+                    Poll::Ready(Some(Ok(_))) | Poll::Ready(None) => upload.progressed(),
+                    Poll::Ready(Some(Err(e))) => upload.set_fault(client_fault(e)),
+                    Poll::Pending => {
+                        let now = upload.ms() + 1;
+                        let _ = upload.waiting.compare_exchange(
+                            0,
+                            now,
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
                     }
-                    Poll::Ready(None) | Poll::Pending => {}
                 }
                 polled
             }

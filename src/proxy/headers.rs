@@ -4,8 +4,8 @@
 //! `Access-Control-*` included (CORS-CHECKLIST 4.1, 5.4).
 
 use http::header::{
-    CONNECTION, CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE,
-    VIA,
+    CONNECTION, CONTENT_LENGTH, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRANSFER_ENCODING,
+    UPGRADE, VIA,
 };
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -17,10 +17,17 @@ use crate::syntax::field_items;
 static UPGRADE_TOKEN: HeaderValue = HeaderValue::from_static("upgrade");
 static TRAILERS: HeaderValue = HeaderValue::from_static("trailers");
 
-/// True for an HTTP/1.1 upgrade request (RFC 9110 7.8: `Upgrade`, nominated by
-/// `Connection: upgrade`), as WebSocket sends it (RFC 6455 4.1).
-pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(UPGRADE) && connection_has(headers, b"upgrade")
+/// True for an HTTP/1.1 WebSocket upgrade request (RFC 9110 7.8: `Upgrade`, nominated by
+/// `Connection: upgrade`; RFC 6455 4.1: `Upgrade: websocket`). Only these are tunnelled:
+/// after any other 101 (`h2c`, say) the client would talk to the upstream past every header
+/// rule, metric and limit of the edge.
+pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    connection_has(headers, b"upgrade")
+        && field_items(headers.get_all(UPGRADE)).any(|protocol| {
+            // `protocol-name ["/" protocol-version]`
+            let name = protocol.split(|&b| b == b'/').next().unwrap_or(protocol);
+            name.eq_ignore_ascii_case(b"websocket")
+        })
 }
 
 fn connection_has(headers: &HeaderMap, token: &[u8]) -> bool {
@@ -48,8 +55,11 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     let accepts_trailers = field_items(headers.get_all(TE))
         .any(|t| t.len() >= 8 && t[..8].eq_ignore_ascii_case(b"trailers"));
     if headers.contains_key(CONNECTION) {
+        // A nomination never removes Host or Content-Length (DESIGN 10): a request without
+        // Host, or a body without its framing, is not the client's to make of a proxy.
         let named: Vec<HeaderName> = connection_tokens(headers)
             .filter_map(|t| HeaderName::from_bytes(t).ok())
+            .filter(|name| *name != HOST && *name != CONTENT_LENGTH)
             .collect();
         for name in named {
             if !(upgrade && name == UPGRADE) {
@@ -137,6 +147,20 @@ mod tests {
     }
 
     #[test]
+    fn connection_never_removes_host_or_content_length() {
+        let mut headers = map(&[
+            ("connection", "host, content-length, x-drop"),
+            ("host", "a.example"),
+            ("content-length", "5"),
+            ("x-drop", "1"),
+        ]);
+        remove_hop_by_hop(&mut headers, false);
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-length", "host"]);
+    }
+
+    #[test]
     fn transfer_encoding_wins_over_content_length() {
         let mut headers = map(&[("content-length", "3"), ("transfer-encoding", "chunked")]);
         remove_hop_by_hop(&mut headers, false);
@@ -156,7 +180,15 @@ mod tests {
     #[test]
     fn keeps_upgrade_for_websockets() {
         let mut headers = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
-        assert!(is_upgrade(&headers));
+        assert!(is_websocket_upgrade(&headers));
+        assert!(!is_websocket_upgrade(&map(&[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c")
+        ])));
+        assert!(is_websocket_upgrade(&map(&[
+            ("connection", "keep-alive, upgrade"),
+            ("upgrade", "WebSocket/13")
+        ])));
         remove_hop_by_hop(&mut headers, true);
         assert_eq!(headers["upgrade"], "websocket");
         assert_eq!(headers["connection"], "upgrade");

@@ -9,6 +9,7 @@
 //! sent again, never reported as a 502.
 
 pub mod body;
+pub mod connector;
 pub mod headers;
 
 use std::net::SocketAddr;
@@ -21,14 +22,15 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
+use crate::conn::{Connection, Phase};
 use crate::fetch::TEXT_PLAIN;
 use crate::metrics::{ClientError, Metrics, UpstreamError};
 use body::{ClientBody, ClientFault, Upload, UpstreamBody};
+use connector::{LimitedConnector, is_exhausted};
 use headers::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
 
 /// The response body type of the data listener: a fixed body the edge writes itself, or the
@@ -50,6 +52,8 @@ pub struct UpstreamConfig {
     /// An idle upstream connection is closed after this long, before the upstream is likely
     /// to close it itself (Node's default keep-alive timeout is 5 s).
     pub idle_timeout: Duration,
+    /// Upstream connections open at once, across every client and protocol.
+    pub max_connections: usize,
     pub forwarded_headers: bool,
     pub rewrite_host: bool,
     /// Extra PEM CA certificates trusted for an `https://` upstream, beside the system roots.
@@ -57,8 +61,8 @@ pub struct UpstreamConfig {
 }
 
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, ClientBody>,
-    connector: HttpsConnector<HttpConnector>,
+    client: Client<LimitedConnector, ClientBody>,
+    connector: LimitedConnector,
     scheme: Scheme,
     authority: Authority,
     host_value: HeaderValue,
@@ -79,6 +83,11 @@ pub struct Upstream {
 pub struct ClientConnection {
     upstream: crossbeam_utils::atomic::AtomicCell<Option<Box<Kept>>>,
     forwarded_for: HeaderValue,
+    /// The client connection itself: a tunnel holds it, so it stays counted (and capped)
+    /// until the socket closes.
+    connection: Arc<Connection>,
+    /// `--client-body-timeout`.
+    body_timeout: Duration,
 }
 
 /// An upstream connection kept between requests, and since when it has been idle.
@@ -88,16 +97,24 @@ struct Kept {
 }
 
 impl ClientConnection {
-    pub fn new(client: SocketAddr) -> Self {
+    pub fn new(client: SocketAddr, connection: Arc<Connection>, body_timeout: Duration) -> Self {
         let ip = client.ip().to_string();
         ClientConnection {
             upstream: crossbeam_utils::atomic::AtomicCell::new(None),
             // An IP address is always a valid header value.
             forwarded_for: HeaderValue::from_str(&ip)
                 .unwrap_or(HeaderValue::from_static("unknown")),
+            connection,
+            body_timeout,
         }
     }
 }
+
+/// Bounds on what an upstream may send per connection: a few hundred header lines (100
+/// `Set-Cookie` lines pass), and 64 KiB buffered, so that a client that stops reading holds
+/// little of the upstream's response in preflightd's memory.
+const UPSTREAM_MAX_HEADERS: usize = 512;
+pub const UPSTREAM_MAX_BUFFER: usize = 64 * 1024;
 
 type UpstreamConnection = hyper::client::conn::http1::SendRequest<ClientBody>;
 
@@ -157,7 +174,10 @@ impl std::fmt::Display for UpstreamConfigError {
 impl std::error::Error for UpstreamConfigError {}
 
 impl Upstream {
-    pub fn new(config: &UpstreamConfig) -> Result<Self, UpstreamConfigError> {
+    pub fn new(
+        config: &UpstreamConfig,
+        open: prometheus::IntGauge,
+    ) -> Result<Self, UpstreamConfigError> {
         let url = || config.url.clone();
         let uri: Uri = config.url.parse().map_err(|e: http::uri::InvalidUri| {
             UpstreamConfigError::Unparsable {
@@ -182,15 +202,19 @@ impl Upstream {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(config.connect_timeout));
         let tls = tls_config(config.extra_ca.as_deref())?;
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
+        let connector =
+            LimitedConnector::new(https, config.max_connections, config.connect_timeout, open);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(config.idle_timeout)
-            .pool_max_idle_per_host(1024)
+            .pool_max_idle_per_host(config.max_connections)
+            .http1_max_buf_size(UPSTREAM_MAX_BUFFER)
+            .http1_max_headers(UPSTREAM_MAX_HEADERS)
             .build(connector.clone());
         let host_value = HeaderValue::from_str(authority.as_str()).map_err(|e| {
             UpstreamConfigError::Unparsable {
@@ -216,10 +240,13 @@ impl Upstream {
     pub async fn forward(
         &self,
         mut request: Request<Incoming>,
+        host: Option<HeaderValue>,
         metrics: &Arc<Metrics>,
         client: &ClientConnection,
     ) -> Response<Body> {
-        let upgrade = headers::is_upgrade(request.headers());
+        // Only WebSocket is tunnelled (DESIGN 10): any other Upgrade (h2c included) is
+        // removed with its Connection token and the request proxied as plain HTTP/1.1.
+        let upgrade = headers::is_websocket_upgrade(request.headers());
         let version = request.version();
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
@@ -228,21 +255,15 @@ impl Upstream {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        // RFC 9112 3.2: an HTTP/1.1 request carries Host. The upstream speaks HTTP/1.1 and
-        // needs one: the one the client meant (an HTTP/2 client's :authority), kept unless
-        // --rewrite-host; else the upstream's own.
-        if self.rewrite_host {
-            parts
-                .headers
-                .insert(http::header::HOST, self.host_value.clone());
-        } else if !parts.headers.contains_key(http::header::HOST) {
-            let value = parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-                .unwrap_or_else(|| self.host_value.clone());
-            parts.headers.insert(http::header::HOST, value);
-        }
+        // RFC 9112 3.2: an HTTP/1.1 request carries one Host. The upstream gets the
+        // request's effective host (the one the decision used: an absolute-form target's
+        // authority, an HTTP/2 client's :authority, or Host), unless --rewrite-host; an
+        // HTTP/1.0 request without one gets the upstream's own.
+        let forwarded_host = match host {
+            Some(host) if !self.rewrite_host => host,
+            _ => self.host_value.clone(),
+        };
+        parts.headers.insert(http::header::HOST, forwarded_host);
         let pooled = upgrade || version == http::Version::HTTP_2;
         parts.uri = if pooled {
             // The pooled client picks its pool by the absolute URI.
@@ -273,16 +294,19 @@ impl Upstream {
             if pooled {
                 // hyper-util's pool resends a request whose pooled connection closed before
                 // it was written (`retry_canceled_requests`, on by default).
-                return self
-                    .client
-                    .request(upstream_request)
-                    .await
-                    .map_err(|e| (classify(&e), error_chain(&e)));
+                return self.client.request(upstream_request).await.map_err(|e| {
+                    let kind = if is_exhausted(&e) {
+                        Failure::Exhausted
+                    } else {
+                        Failure::Upstream(classify(&e))
+                    };
+                    (kind, error_chain(&e))
+                });
             }
             self.send_affine(upstream_request, client).await
         };
         let result = self
-            .until_silent(exchange, upload.as_deref(), started)
+            .until_silent(exchange, upload.as_deref(), client.body_timeout, started)
             .await;
         metrics
             .upstream_duration
@@ -291,20 +315,38 @@ impl Upstream {
         if let Some(fault) = upload.as_ref().and_then(|u| u.fault())
             && !matches!(result, Some(Ok(_)))
         {
-            return client_fault_response(fault, metrics);
+            let response = client_fault_response(fault, metrics);
+            metrics.count_proxy_status(response.status());
+            return response;
         }
         let mut response = match result {
             Some(Ok(response)) => response,
-            Some(Err((kind, e))) => {
+            Some(Err((Failure::Exhausted, e))) => {
+                metrics.upstream_exhausted.inc();
+                if let Some(suppressed) = EXHAUSTED_LOG.allow() {
+                    tracing::warn!(suppressed, error = %e, "upstream connections exhausted");
+                }
+                let response = error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "upstream connections exhausted\n",
+                );
+                metrics.count_proxy_status(response.status());
+                return response;
+            }
+            Some(Err((Failure::Upstream(kind), e))) => {
                 metrics.count_upstream_error(kind);
-                tracing::warn!(error = %e, kind = ?kind, "upstream request failed");
+                if let Some(suppressed) = FAILED_LOG.allow() {
+                    tracing::warn!(suppressed, error = %e, kind = ?kind, "upstream request failed");
+                }
                 let response = error_response(StatusCode::BAD_GATEWAY, "upstream request failed\n");
                 metrics.count_proxy_status(response.status());
                 return response;
             }
             None => {
                 metrics.count_upstream_error(UpstreamError::Timeout);
-                tracing::warn!(timeout = ?self.response_timeout, "upstream timed out");
+                if let Some(suppressed) = TIMEOUT_LOG.allow() {
+                    tracing::warn!(suppressed, timeout = ?self.response_timeout, "upstream timed out");
+                }
                 let response = error_response(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n");
                 metrics.count_proxy_status(response.status());
                 return response;
@@ -314,7 +356,11 @@ impl Upstream {
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         if let (Some(client_upgrade), true) = (client_upgrade, switching) {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
-            tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+            tokio::spawn(tunnel(
+                client_upgrade,
+                upstream_upgrade,
+                Arc::clone(&client.connection),
+            ));
         }
         headers::remove_hop_by_hop(response.headers_mut(), switching);
         let timeout = self.response_timeout;
@@ -323,22 +369,35 @@ impl Upstream {
 
     /// Runs `exchange` until it completes, or until the upstream has been silent for
     /// `--upstream-timeout` (`None`): silence counts from the request's last byte, so an
-    /// upload that keeps progressing is never cut (nginx's `proxy_read_timeout`).
+    /// upload that keeps progressing is never cut (nginx's `proxy_read_timeout`). A client
+    /// that sends no body byte for `body_timeout` while the proxy waits for one ends it too,
+    /// as a client fault (nginx's `client_body_timeout`).
     async fn until_silent<T>(
         &self,
         exchange: impl std::future::Future<Output = T>,
         upload: Option<&Upload>,
+        body_timeout: Duration,
         started: Instant,
     ) -> Option<T> {
         tokio::pin!(exchange);
         loop {
             let since = upload.map_or(started, Upload::last_progress);
-            let deadline = since + self.response_timeout;
+            let mut deadline = since + self.response_timeout;
+            if let Some(waiting) = upload.and_then(Upload::waiting_since) {
+                deadline = deadline.min(waiting + body_timeout);
+            }
             tokio::select! {
                 done = &mut exchange => return Some(done),
                 () = tokio::time::sleep_until(deadline.into()) => {
+                    let now = Instant::now();
+                    if let Some(upload) = upload
+                        && upload.waiting_since().is_some_and(|w| now >= w + body_timeout)
+                    {
+                        upload.set_fault(ClientFault::Timeout);
+                        return None;
+                    }
                     let progressed = upload.is_some_and(|u| u.last_progress() > since);
-                    if !progressed {
+                    if !progressed && now >= since + self.response_timeout {
                         return None;
                     }
                 }
@@ -351,13 +410,27 @@ impl Upstream {
 /// 9112 7.1); for a client that went away, the same (nobody reads it). Counted as a client
 /// error, never an upstream one.
 fn client_fault_response(fault: ClientFault, metrics: &Metrics) -> Response<Body> {
-    let (kind, text) = match fault {
-        ClientFault::Malformed => (ClientError::MalformedBody, "malformed request body\n"),
-        ClientFault::Aborted => (ClientError::Aborted, "request body incomplete\n"),
+    let (kind, status, text) = match fault {
+        ClientFault::Malformed => (
+            ClientError::MalformedBody,
+            StatusCode::BAD_REQUEST,
+            "malformed request body\n",
+        ),
+        ClientFault::Aborted => (
+            ClientError::Aborted,
+            StatusCode::BAD_REQUEST,
+            "request body incomplete\n",
+        ),
+        // RFC 9110 15.5.9: 408, the server would not wait any longer.
+        ClientFault::Timeout => (
+            ClientError::BodyTimeout,
+            StatusCode::REQUEST_TIMEOUT,
+            "request body timed out\n",
+        ),
     };
     metrics.count_client_error(kind);
     tracing::debug!(kind = ?kind, "client fault on the request body");
-    let mut response = error_response(StatusCode::BAD_REQUEST, text);
+    let mut response = error_response(status, text);
     // The rest of the connection's bytes cannot be trusted to frame a next request.
     response
         .headers_mut()
@@ -396,13 +469,26 @@ fn closed_before_answer(error: &hyper::Error) -> bool {
     false
 }
 
-fn send_error(error: &hyper::Error) -> (UpstreamError, String) {
+/// How an upstream exchange failed: an upstream error, or no connection to be had under the
+/// cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    Upstream(UpstreamError),
+    Exhausted,
+}
+
+/// Repeated warnings of one kind: one line a second, with the count of those suppressed.
+static FAILED_LOG: crate::throttle::Throttle = crate::throttle::Throttle::new();
+static TIMEOUT_LOG: crate::throttle::Throttle = crate::throttle::Throttle::new();
+static EXHAUSTED_LOG: crate::throttle::Throttle = crate::throttle::Throttle::new();
+
+fn send_error(error: &hyper::Error) -> (Failure, String) {
     let kind = if error.is_parse() || error.is_parse_status() || error.is_user() {
         UpstreamError::Protocol
     } else {
         UpstreamError::Reset
     };
-    (kind, error_chain(error))
+    (Failure::Upstream(kind), error_chain(error))
 }
 
 impl Upstream {
@@ -414,7 +500,7 @@ impl Upstream {
         &self,
         request: Request<ClientBody>,
         client: &ClientConnection,
-    ) -> Result<Response<Incoming>, (UpstreamError, String)> {
+    ) -> Result<Response<Incoming>, (Failure, String)> {
         let reused = match client.upstream.take() {
             Some(mut kept) if kept.idle_since.elapsed() < self.idle_timeout => {
                 match kept.sender.ready().await {
@@ -470,8 +556,8 @@ impl Upstream {
         Ok(response)
     }
 
-    async fn connect(&self) -> Result<UpstreamConnection, (UpstreamError, String)> {
-        use tower_service::Service;
+    async fn connect(&self) -> Result<UpstreamConnection, (Failure, String)> {
+        let connect_failed = Failure::Upstream(UpstreamError::Connect);
         let target = Uri::from_parts({
             let mut parts = http::uri::Parts::default();
             parts.scheme = Some(self.scheme.clone());
@@ -479,16 +565,21 @@ impl Upstream {
             parts.path_and_query = Some(PathAndQuery::from_static("/"));
             parts
         })
-        .map_err(|e| (UpstreamError::Connect, e.to_string()))?;
-        let mut connector = self.connector.clone();
-        let io = connector
-            .call(target)
-            .await
-            .map_err(|e| (UpstreamError::Connect, error_chain(e.as_ref())))?;
+        .map_err(|e| (connect_failed, e.to_string()))?;
+        let io = self.connector.connect(target).await.map_err(|e| {
+            let kind = if is_exhausted(e.as_ref()) {
+                Failure::Exhausted
+            } else {
+                connect_failed
+            };
+            (kind, error_chain(e.as_ref()))
+        })?;
         let (sender, connection) = hyper::client::conn::http1::Builder::new()
+            .max_buf_size(UPSTREAM_MAX_BUFFER)
+            .max_headers(UPSTREAM_MAX_HEADERS)
             .handshake(io)
             .await
-            .map_err(|e| (UpstreamError::Connect, error_chain(&e)))?;
+            .map_err(|e| (connect_failed, error_chain(&e)))?;
         tokio::spawn(async move {
             if let Err(e) = connection.with_upgrades().await {
                 tracing::debug!(error = %e, "upstream connection ended");
@@ -508,17 +599,45 @@ fn keep(client: &ClientConnection, sender: UpstreamConnection) {
 }
 
 /// RFC 9110 7.8: after a 101 the connection speaks the upgraded protocol; copies its bytes
-/// both ways between client and upstream until either side closes.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
-    match tokio::try_join!(client, upstream) {
-        Ok((client, upstream)) => {
-            let mut client = TokioIo::new(client);
-            let mut upstream = TokioIo::new(upstream);
-            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-                tracing::debug!(error = %e, "upgraded connection ended");
+/// both ways between client and upstream until either side closes, no byte has gone either
+/// way for `--idle-timeout`, or the shutdown grace ends. It holds the client connection all
+/// along, so the tunnel stays counted under `--max-connections` and in
+/// `preflightd_connections_open` until its socket closes.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    connection: Arc<Connection>,
+) {
+    let copy = async {
+        match tokio::try_join!(client, upstream) {
+            Ok((client, upstream)) => {
+                let mut client = TokioIo::new(client);
+                let mut upstream = TokioIo::new(upstream);
+                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    tracing::debug!(error = %e, "upgraded connection ended");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
+        }
+    };
+    let idle = async {
+        while let Some(deadline) = connection.tunnel_deadline() {
+            tokio::time::sleep_until(deadline.into()).await;
+        }
+        tracing::debug!("tunnel idle; closing it");
+    };
+    let mut phase = connection.phase();
+    let expired = async {
+        while *phase.borrow_and_update() != Phase::Expired {
+            if phase.changed().await.is_err() {
+                break;
             }
         }
-        Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
+    };
+    tokio::select! {
+        () = copy => {}
+        () = idle => {}
+        () = expired => tracing::debug!("shutdown grace over; closing a tunnel"),
     }
 }
 

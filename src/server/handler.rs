@@ -1,16 +1,20 @@
-//! One request: a preflight is answered from the policy, everything else is proxied.
+//! One request: its effective host settled, then a preflight is answered from the policy and
+//! everything else is proxied.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{Request, Response, StatusCode};
+use http::header::HOST;
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
+use crate::conn::{InFlight, Tracked};
 use crate::cors::{self, Decision, Outcome};
 use crate::live::Live;
-use crate::metrics::Metrics;
+use crate::metrics::{ClientError, Metrics};
 use crate::proxy::{Body, ClientConnection, Upstream, error_response, fixed};
+use crate::syntax::is_valid_authority;
 
 /// What every request is served with.
 pub struct Context {
@@ -24,25 +28,114 @@ pub async fn handle(
     context: Arc<Context>,
     client: Arc<ClientConnection>,
     request: Request<Incoming>,
-) -> Result<Response<Body>, Infallible> {
+    in_flight: InFlight,
+) -> Result<Response<Tracked<Body>>, Infallible> {
+    let response = respond(&context, &client, request).await;
+    Ok(response.map(|body| Tracked::new(body, in_flight)))
+}
+
+/// Why a request has no usable host (400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BadHost {
+    Missing,
+    Several,
+    Invalid,
+    Disagrees,
+}
+
+impl BadHost {
+    fn body(self) -> &'static str {
+        match self {
+            BadHost::Missing => "bad request: no Host field\n",
+            BadHost::Several => "bad request: more than one Host field\n",
+            BadHost::Invalid => "bad request: invalid Host\n",
+            BadHost::Disagrees => "bad request: Host disagrees with :authority\n",
+        }
+    }
+}
+
+/// The request's one effective host (DESIGN 10), used alike by the scope decision, `fill`,
+/// logs and the forwarded `Host`:
+///
+/// - RFC 9112 3.2: an HTTP/1.1 request without `Host`, with more than one `Host` line, or
+///   with an invalid one, is a 400; HTTP/1.0 may omit it (`None`).
+/// - RFC 9112 3.2.2: an absolute-form target's authority wins over `Host`.
+/// - RFC 9113 8.3.1: an HTTP/2 request's `:authority` wins; a `host` field that disagrees
+///   with it is a 400.
+fn effective_host(request: &Request<Incoming>) -> Result<Option<HeaderValue>, BadHost> {
+    let mut lines = request.headers().get_all(HOST).iter();
+    let host = lines.next();
+    if lines.next().is_some() {
+        return Err(BadHost::Several);
+    }
+    if let Some(host) = host
+        && !is_valid_authority(host.as_bytes())
+    {
+        return Err(BadHost::Invalid);
+    }
+    let authority = request.uri().authority().map(|a| a.as_str());
+    if let Some(authority) = authority {
+        if !is_valid_authority(authority.as_bytes()) {
+            return Err(BadHost::Invalid);
+        }
+        if request.version() == Version::HTTP_2
+            && host.is_some_and(|h| !h.as_bytes().eq_ignore_ascii_case(authority.as_bytes()))
+        {
+            return Err(BadHost::Disagrees);
+        }
+        return HeaderValue::from_str(authority)
+            .map(Some)
+            .map_err(|_| BadHost::Invalid);
+    }
+    match host {
+        Some(host) => Ok(Some(host.clone())),
+        None if request.version() == Version::HTTP_11 => Err(BadHost::Missing),
+        None => Ok(None),
+    }
+}
+
+async fn respond(
+    context: &Context,
+    client: &ClientConnection,
+    request: Request<Incoming>,
+) -> Response<Body> {
     let started = Instant::now();
+    // DESIGN 10: CONNECT is refused at the edge, never forwarded: preflightd is a reverse
+    // proxy, and a tunnel to any host:port is nothing its upstream asked for (RFC 9110 9.3.6).
+    if request.method() == Method::CONNECT {
+        context
+            .metrics
+            .count_client_error(ClientError::ConnectMethod);
+        let mut response = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "CONNECT is not supported: this is not a forward proxy\n",
+        );
+        context.metrics.count_proxy_status(response.status());
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
+    let host = match effective_host(&request) {
+        Ok(host) => host,
+        Err(bad) => {
+            context.metrics.count_client_error(ClientError::BadHost);
+            tracing::debug!(reason = ?bad, "request without a usable host");
+            let mut response = error_response(StatusCode::BAD_REQUEST, bad.body());
+            context.metrics.count_proxy_status(response.status());
+            response
+                .headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+    };
     // Decide on one snapshot, and let go of it before any await: a reload swaps the policy
     // without waiting for anyone.
     let (answer, fill) = {
         let active = context.live.load();
-        let host = request
-            .uri()
-            .authority()
-            .map(|a| a.as_str().as_bytes())
-            .or_else(|| {
-                request
-                    .headers()
-                    .get(http::header::HOST)
-                    .map(|h| h.as_bytes())
-            });
         let view = cors::Request {
             method: request.method(),
-            host,
+            host: host.as_ref().map(HeaderValue::as_bytes),
             path: request.uri().path().as_bytes(),
             headers: request.headers(),
         };
@@ -74,20 +167,22 @@ pub async fn handle(
             .metrics
             .preflight_duration
             .observe(started.elapsed().as_secs_f64());
-        return Ok(response);
+        return response;
     }
     let Some(upstream) = &context.upstream else {
         let response = error_response(StatusCode::BAD_GATEWAY, "no upstream configured\n");
         context.metrics.count_proxy_status(response.status());
-        return Ok(response);
+        return response;
     };
     let version = request.version();
-    let mut response = upstream.forward(request, &context.metrics, &client).await;
+    let mut response = upstream
+        .forward(request, host, &context.metrics, client)
+        .await;
     // The client's protocol, not the upstream's (an HTTP/1.0 upstream must not downgrade an
     // HTTP/1.1 client's status line).
     *response.version_mut() = version;
     if let Some(fill) = fill {
         fill.apply(response.headers_mut());
     }
-    Ok(response)
+    response
 }

@@ -1,6 +1,7 @@
 //! The data listener: the accept loop (HTTP/1.1 and h2c on one port, through hyper-util's
-//! auto builder) and the request handler. Everything it serves with comes in through
-//! [`Context`]; the composition root (`app`) builds it and decides when to stop.
+//! auto builder), each connection under the watchdog of `conn` from accept to close, and the
+//! request handler. Everything it serves with comes in through [`Context`]; the composition
+//! root (`app`) builds it and decides when to stop.
 
 mod handler;
 
@@ -11,26 +12,59 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
+use crate::conn::{self, Close, Connection, Limits, Phase, WatchedIo};
+use crate::metrics::{ClientError, Metrics};
 use crate::proxy::ClientConnection;
 pub use handler::Context;
 
-/// How client connections are served.
+/// How client connections are served (DESIGN 10: every bound a flag).
 #[derive(Debug, Clone)]
 pub struct ListenerConfig {
-    /// Client connections open at once; further clients wait in the listen backlog.
+    /// Client connections open at once, tunnels included; further clients wait in the listen
+    /// backlog.
     pub max_connections: usize,
-    /// Time a client has to send a request's headers (slowloris protection).
+    /// Time a client has to send a request head: from accept for the first (whatever it
+    /// sends, the HTTP/2 preface and first HEADERS included), from its first byte for the
+    /// later ones.
     pub header_read_timeout: Duration,
+    /// An HTTP/1 keep-alive connection between requests, an HTTP/2 connection with no open
+    /// stream, a tunnel with no byte either way: closed after this long.
+    pub idle_timeout: Duration,
+    /// No byte of a request body for this long while waiting for one: 408.
+    pub client_body_timeout: Duration,
+    /// The client reads nothing of a response for this long: closed.
+    pub send_timeout: Duration,
     /// Largest request head accepted (HTTP/1.1 read buffer, HTTP/2 header list).
     pub max_header_bytes: usize,
+    /// Most header lines in an HTTP/1 request head; more is a 431.
+    pub max_headers: usize,
+    /// Concurrent streams an HTTP/2 client may open on one connection.
+    pub http2_max_concurrent_streams: u32,
 }
 
+impl ListenerConfig {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            header_read: self.header_read_timeout,
+            idle: self.idle_timeout,
+            send: self.send_timeout,
+        }
+    }
+}
+
+/// Bytes an HTTP/2 stream may have in flight towards preflightd before it reads them (the
+/// receive window), and the connection's total: what a client can make preflightd buffer.
+const H2_STREAM_WINDOW: u32 = 256 * 1024;
+const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
+/// Bytes of a response queued per HTTP/2 stream for a client that does not read.
+const H2_SEND_BUFFER: usize = 64 * 1024;
+
 /// Accepts and serves connections until `shutdown` completes; then stops accepting (the
-/// listener is dropped), lets requests in flight finish within `grace`, and returns.
+/// listener is dropped), asks every connection to finish, waits for all of them (tunnels
+/// included) within `grace`, and closes what is left.
 pub async fn run(
     listener: TcpListener,
     config: &ListenerConfig,
@@ -39,9 +73,11 @@ pub async fn run(
     grace: Duration,
 ) {
     tokio::pin!(shutdown);
-    let graceful = GracefulShutdown::new();
-    let limit = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let (phase_tx, phase) = watch::channel(Phase::Serving);
+    let max = config.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let limit = Arc::new(Semaphore::new(max));
     let builder = connection_builder(config);
+    let limits = config.limits();
     loop {
         let permit = tokio::select! {
             permit = Arc::clone(&limit).acquire_owned() => match permit {
@@ -55,7 +91,9 @@ pub async fn run(
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    if let Some(suppressed) = ACCEPT_LOG.allow() {
+                        tracing::warn!(suppressed, error = %e, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -63,35 +101,68 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service_context = Arc::clone(&context);
+        let connection = Connection::new(
+            permit,
+            context.metrics.connections_open.clone(),
+            limits,
+            phase.clone(),
+        );
         // What the proxy keeps per client connection (its upstream connection, its address
-        // as X-Forwarded-For), dropped with it.
-        let client = Arc::new(ClientConnection::new(client));
+        // as X-Forwarded-For, the connection a tunnel holds), dropped with it.
+        let client = Arc::new(ClientConnection::new(
+            client,
+            Arc::clone(&connection),
+            config.client_body_timeout,
+        ));
+        let service_context = Arc::clone(&context);
+        let service_connection = Arc::clone(&connection);
         let service = service_fn(move |request| {
-            handler::handle(Arc::clone(&service_context), Arc::clone(&client), request)
+            let in_flight = service_connection.request_started();
+            handler::handle(
+                Arc::clone(&service_context),
+                Arc::clone(&client),
+                request,
+                in_flight,
+            )
         });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        let io = TokioIo::new(WatchedIo::new(stream, Arc::clone(&connection)));
+        let served = builder
+            .serve_connection_with_upgrades(io, service)
             .into_owned();
-        let connection = graceful.watch(connection);
-        let gauge = context.metrics.connections_open.clone();
-        gauge.inc();
+        let metrics = Arc::clone(&context.metrics);
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-            gauge.dec();
-            drop(permit);
+            let closed =
+                conn::watch(served, |served| served.graceful_shutdown(), &connection).await;
+            count_close(&metrics, closed);
         });
     }
     drop(listener);
+    let _ = phase_tx.send(Phase::Draining);
     tracing::info!(grace = ?grace, "shutting down");
-    if tokio::time::timeout(grace, graceful.shutdown())
+    // Every connection holds a permit until its socket closes, tunnels included: holding
+    // them all means everything has finished.
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    if tokio::time::timeout(grace, limit.acquire_many(all))
         .await
         .is_err()
     {
         tracing::warn!("shutdown grace expired; closing the remaining connections");
+        let _ = phase_tx.send(Phase::Expired);
+        // Let the connections and tunnels see it and close their sockets.
+        let _ = tokio::time::timeout(Duration::from_secs(1), limit.acquire_many(all)).await;
     }
+}
+
+static ACCEPT_LOG: crate::throttle::Throttle = crate::throttle::Throttle::new();
+
+fn count_close(metrics: &Metrics, closed: Option<Close>) {
+    let kind = match closed {
+        Some(Close::HeaderTimeout) => ClientError::HeaderTimeout,
+        Some(Close::SendTimeout) => ClientError::SendTimeout,
+        Some(Close::Idle) | None => return,
+    };
+    metrics.count_client_error(kind);
+    tracing::debug!(reason = ?closed, "connection closed by the watchdog");
 }
 
 fn connection_builder(config: &ListenerConfig) -> auto::Builder<TokioExecutor> {
@@ -99,14 +170,23 @@ fn connection_builder(config: &ListenerConfig) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        // Slowloris: a client that does not finish its headers in time is dropped.
-        .header_read_timeout(config.header_read_timeout)
+        // The head timeouts are the watchdog's (`conn`): it covers the bytes before hyper
+        // knows the protocol, and tells a keep-alive idle connection from a slow head.
+        .header_read_timeout(None)
         .max_buf_size(config.max_header_bytes.max(8192))
+        .max_headers(config.max_headers)
+        // A client that shuts down its sending side after a complete request still gets the
+        // response (RFC 9112 9.6: a half-close is not an abort).
+        .half_close(true)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(config.http2_max_concurrent_streams)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .max_send_buf_size(H2_SEND_BUFFER)
         .keep_alive_interval(Some(Duration::from_secs(30)));
     builder
 }
