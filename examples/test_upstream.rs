@@ -7,6 +7,7 @@
 //! - `/stream?bytes=N`: streams N bytes (64 KiB chunks);
 //! - `/upload`: reads the whole request body as it streams, answers its length and sha256;
 //! - `/slow?ms=N`: waits N ms, then answers;
+//! - `/cookies?n=N`: answers with N `Set-Cookie` lines;
 //! - `/trailers`: a chunked body followed by trailers;
 //! - `/ws`: a WebSocket-style upgrade (101), then echoes every byte it receives;
 //! - `/status/N`: answers status N;
@@ -167,6 +168,21 @@ async fn handle(
                 .unwrap_or(1000);
             tokio::time::sleep(Duration::from_millis(ms)).await;
             Response::new(full("slow done\n"))
+        }
+        "/cookies" => {
+            let n = rebuilt
+                .uri()
+                .query()
+                .and_then(|q| q.strip_prefix("n="))
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(100);
+            let mut response = Response::new(full(format!("{n} cookies\n")));
+            for i in 0..n {
+                if let Ok(value) = HeaderValue::from_str(&format!("c{i}={i}; Path=/")) {
+                    response.headers_mut().append("set-cookie", value);
+                }
+            }
+            response
         }
         "/trailers" => {
             let mut trailer_map = http::HeaderMap::new();

@@ -175,6 +175,10 @@ fn connection_builder(config: &ListenerConfig) -> auto::Builder<TokioExecutor> {
         .header_read_timeout(None)
         .max_buf_size(config.max_header_bytes.max(8192))
         .max_headers(config.max_headers)
+        // Copy response bytes into one bounded buffer (max_buf_size) instead of queueing the
+        // upstream's buffers: a client that stops reading then pins 64 KiB, not every read
+        // buffer of the upstream connection that its queued frames point into.
+        .writev(false)
         // A client that shuts down its sending side after a complete request still gets the
         // response (RFC 9112 9.6: a half-close is not an abort).
         .half_close(true)
