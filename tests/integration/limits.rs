@@ -152,7 +152,7 @@ fn an_idle_http2_connection_is_closed_at_the_idle_timeout_even_while_it_answers_
         let driver = tokio::spawn(connection);
         let request = http::Request::builder()
             .method("OPTIONS")
-            .uri(format!("http://api.example.com/v1/x"))
+            .uri("http://api.example.com/v1/x")
             .header("origin", "https://app.example.com")
             .header("access-control-request-method", "PUT")
             .body(http_body_util::Empty::new())
