@@ -23,7 +23,7 @@ use tokio::sync::watch;
 
 use tokio::sync::Semaphore;
 
-use crate::conn::{self, Connection, Limits, Phase, Tracked, WatchedIo};
+use crate::conn::{self, Connection, Limits, Phase, Pressure, Tracked, WatchedIo};
 use crate::fetch::TEXT_PLAIN;
 use crate::live::{Live, Snapshot};
 use crate::metrics::ClientError;
@@ -53,14 +53,8 @@ pub async fn serve(
     ));
     // Admin connections are not data connections: counted in a gauge nobody exports.
     let gauge = prometheus::IntGauge::new("admin_connections", "unexported").ok();
+    let pressure = Pressure::new();
     loop {
-        let permit = tokio::select! {
-            permit = Arc::clone(&limit).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return,
-            },
-            _ = stop.changed() => return,
-        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -72,10 +66,31 @@ pub async fn serve(
             },
             _ = stop.changed() => return,
         };
+        // Full: connections that have sent nothing make room, so a scrape is never stuck
+        // behind idle sockets.
+        let permit = match Arc::clone(&limit).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                pressure.raise();
+                tokio::select! {
+                    permit = Arc::clone(&limit).acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => return,
+                    },
+                    _ = stop.changed() => return,
+                }
+            }
+        };
         let Some(gauge) = gauge.clone() else {
             return;
         };
-        let connection = Connection::new(permit, gauge, config.limits, phase.clone());
+        let connection = Connection::new(
+            permit,
+            gauge,
+            config.limits,
+            phase.clone(),
+            pressure.subscribe(),
+        );
         let service_live = Arc::clone(&live);
         let service_connection = Arc::clone(&connection);
         let service = service_fn(move |request| {

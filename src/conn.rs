@@ -53,6 +53,43 @@ pub enum Close {
     Idle,
     /// A write has been blocked on the client for the send timeout.
     SendTimeout,
+    /// The listener was full and this connection had not sent a complete request: it gave
+    /// its place to a new client (see [`Pressure`]).
+    Evicted,
+}
+
+/// A full listener's call for room. When a listener has no free slot for a connection it
+/// accepted from its backlog, it signals pressure, and every connection that has not yet
+/// sent a complete request (a silent socket, a slow head) closes: a flood of idle sockets
+/// cannot keep a real client (a scraper on the admin port, a browser on the data port)
+/// waiting behind it in the backlog for backlog / cap x the header timeout. Lock-free: one
+/// watch channel per listener.
+#[derive(Debug)]
+pub struct Pressure {
+    tx: watch::Sender<u64>,
+}
+
+impl Pressure {
+    pub fn new() -> Self {
+        Pressure {
+            tx: watch::channel(0).0,
+        }
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.tx.subscribe()
+    }
+
+    /// The listener is full: idle newcomers, make room.
+    pub fn raise(&self) {
+        self.tx.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+impl Default for Pressure {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// What the parts of one client connection share. Dropped when the last part lets go: the
@@ -63,6 +100,7 @@ pub struct Connection {
     gauge: IntGauge,
     limits: Limits,
     phase: watch::Receiver<Phase>,
+    pressure: watch::Receiver<u64>,
     accepted: Instant,
     /// Requests started: HTTP/1 heads or HTTP/2 streams.
     requests: AtomicU64,
@@ -95,6 +133,7 @@ impl Connection {
         gauge: IntGauge,
         limits: Limits,
         phase: watch::Receiver<Phase>,
+        pressure: watch::Receiver<u64>,
     ) -> Arc<Self> {
         gauge.inc();
         Arc::new(Connection {
@@ -102,6 +141,7 @@ impl Connection {
             gauge,
             limits,
             phase,
+            pressure,
             accepted: Instant::now(),
             requests: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
@@ -326,6 +366,7 @@ pub async fn watch<S: std::future::Future>(
 ) -> Option<Close> {
     tokio::pin!(served);
     let mut phase = connection.phase();
+    let mut pressure = connection.pressure.clone();
     let mut finished = false;
     let mut idle_deadline: Option<Instant> = None;
     loop {
@@ -361,6 +402,11 @@ pub async fn watch<S: std::future::Future>(
                 if changed.is_err() {
                     // The listener is gone: nothing will ever say the grace is over.
                     return None;
+                }
+            }
+            Ok(()) = pressure.changed() => {
+                if connection.requests() == 0 && connection.in_flight.load(Ordering::Relaxed) == 0 {
+                    return Some(Close::Evicted);
                 }
             }
         }

@@ -24,7 +24,7 @@ const FORWARDED_COLUMN: usize = RESULT_LABELS.len() - 1;
 pub const UPSTREAM_ERROR_KINDS: [&str; 4] = ["connect", "timeout", "reset", "protocol"];
 
 /// `kind` label values of `preflightd_client_errors_total`, in [`ClientError`] order.
-pub const CLIENT_ERROR_KINDS: [&str; 8] = [
+pub const CLIENT_ERROR_KINDS: [&str; 9] = [
     "malformed_body",
     "aborted",
     "body_timeout",
@@ -33,6 +33,7 @@ pub const CLIENT_ERROR_KINDS: [&str; 8] = [
     "bad_host",
     "connect_method",
     "admin_header_timeout",
+    "evicted",
 ];
 
 /// A request the client got wrong or gave up on: counted apart from upstream errors, which
@@ -56,6 +57,9 @@ pub enum ClientError {
     ConnectMethod,
     /// An admin connection that did not send its request head in time.
     AdminHeaderTimeout,
+    /// A connection that had sent no complete request closed to make room on a full
+    /// listener.
+    Evicted,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
-use crate::conn::{self, Close, Connection, Limits, Phase, WatchedIo};
+use crate::conn::{self, Close, Connection, Limits, Phase, Pressure, WatchedIo};
 use crate::metrics::{ClientError, Metrics};
 use crate::proxy::ClientConnection;
 pub use handler::Context;
@@ -76,16 +76,10 @@ pub async fn run(
     let (phase_tx, phase) = watch::channel(Phase::Serving);
     let max = config.max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let limit = Arc::new(Semaphore::new(max));
+    let pressure = Pressure::new();
     let builder = connection_builder(config);
     let limits = config.limits();
     loop {
-        let permit = tokio::select! {
-            permit = Arc::clone(&limit).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
         let (stream, client) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -100,12 +94,29 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
+        // A client is here. Without a free slot, connections that have sent nothing make
+        // room (see `conn::Pressure`); the client waits for the first slot that frees, and
+        // the clients behind it wait in the listen backlog.
+        let permit = match Arc::clone(&limit).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                pressure.raise();
+                tokio::select! {
+                    permit = Arc::clone(&limit).acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                    () = &mut shutdown => break,
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
         let connection = Connection::new(
             permit,
             context.metrics.connections_open.clone(),
             limits,
             phase.clone(),
+            pressure.subscribe(),
         );
         // What the proxy keeps per client connection (its upstream connection, its address
         // as X-Forwarded-For, the connection a tunnel holds), dropped with it.
@@ -159,6 +170,7 @@ fn count_close(metrics: &Metrics, closed: Option<Close>) {
     let kind = match closed {
         Some(Close::HeaderTimeout) => ClientError::HeaderTimeout,
         Some(Close::SendTimeout) => ClientError::SendTimeout,
+        Some(Close::Evicted) => ClientError::Evicted,
         Some(Close::Idle) | None => return,
     };
     metrics.count_client_error(kind);
