@@ -125,6 +125,9 @@ impl Drop for Connection {
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
+/// The watchdog's shortest interval between looks.
+const MIN_TICK_MS: u64 = 50;
+
 impl Connection {
     /// A connection just accepted: takes its `permit` and counts itself in `gauge` until
     /// dropped.
@@ -223,7 +226,15 @@ impl Connection {
     pub fn check(&self) -> Result<Instant, Close> {
         let now = self.now();
         let limit = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 4);
-        let mut next = now + limit(self.limits.idle.max(self.limits.header_read));
+        // The clocks move without waking the watchdog (a write blocks, a head begins), so it
+        // looks again at least every half of the shortest bound: a bound trips within 1.5x
+        // its value, at the cost of one timer wake-up per connection that often.
+        let shortest = self
+            .limits
+            .send
+            .min(self.limits.header_read)
+            .min(self.limits.idle);
+        let mut next = now + (limit(shortest) / 2).max(MIN_TICK_MS);
         let blocked = self.write_blocked.load(Ordering::Relaxed);
         if blocked > 0 {
             let deadline = blocked - 1 + limit(self.limits.send);

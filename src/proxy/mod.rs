@@ -383,8 +383,14 @@ impl Upstream {
         loop {
             let since = upload.map_or(started, Upload::last_progress);
             let mut deadline = since + self.response_timeout;
-            if let Some(waiting) = upload.and_then(Upload::waiting_since) {
-                deadline = deadline.min(waiting + body_timeout);
+            if upload.is_some() {
+                // The wait on the client starts when the body is polled, unseen from here:
+                // look again every quarter of the body timeout while a body is in flight.
+                let tick = (body_timeout / 4).max(Duration::from_millis(50));
+                deadline = deadline.min(Instant::now() + tick);
+                if let Some(waiting) = upload.and_then(Upload::waiting_since) {
+                    deadline = deadline.min(waiting + body_timeout);
+                }
             }
             tokio::select! {
                 done = &mut exchange => return Some(done),

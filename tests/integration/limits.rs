@@ -642,3 +642,64 @@ fn raise_own_fd_limit() {
         }
     }
 }
+
+#[test]
+fn a_stalled_request_body_is_a_408_after_the_client_body_timeout() {
+    let upstream = Upstream::start();
+    let edge = Preflightd::start(
+        RULES,
+        Some(&upstream.url()),
+        &["--client-body-timeout", "1s"],
+    );
+    let mut stream = connect(edge.data);
+    stream
+        .write_all(
+            b"POST /upload HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 1000\r\n\r\n0123456789",
+        )
+        .expect("write");
+    let started = Instant::now();
+    let response = read_response(&mut std::io::BufReader::new(stream));
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (408, "request body timed out\n")
+    );
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert!(answered(&edge));
+    assert_eq!(
+        edge.metric("preflightd_client_errors_total{kind=\"body_timeout\"}"),
+        1.0
+    );
+    assert_eq!(
+        edge.metric("preflightd_upstream_errors_total{kind=\"timeout\"}"),
+        0.0
+    );
+}
+
+#[test]
+fn a_client_that_stops_reading_is_closed_after_the_send_timeout() {
+    let upstream = Upstream::start();
+    let edge = Preflightd::start(RULES, Some(&upstream.url()), &["--send-timeout", "1s"]);
+    let mut stream = connect(edge.data);
+    stream
+        .write_all(b"GET /stream?bytes=100000000 HTTP/1.1\r\nHost: api.example.com\r\n\r\n")
+        .expect("write");
+    // Read nothing while the socket buffers fill and the edge's write blocks, then let the
+    // send timeout pass.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(answered(&edge));
+    // Draining what was buffered ends in the edge's close, far short of 100 MB.
+    let mut total = 0usize;
+    let mut buffer = vec![0u8; 1 << 16];
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+    }
+    assert!(total < 50_000_000, "{total} bytes: never cut");
+    assert_eq!(
+        edge.metric("preflightd_client_errors_total{kind=\"send_timeout\"}"),
+        1.0
+    );
+}
