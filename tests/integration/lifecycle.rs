@@ -130,3 +130,34 @@ fn systemd_is_notified_of_ready_reloading_and_stopping() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn caps_that_do_not_fit_the_file_descriptor_limit_are_warned_about() {
+    // 100 million connections never fit. The warning comes at startup, before the listeners
+    // bind; a --listen address already taken then ends the run, so stderr can be read whole.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("addr").to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("rules.toml"), RULES).expect("write rules");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_preflightd"))
+        .args([
+            "serve",
+            "--listen",
+            &address,
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--max-connections", "100000000", "--rules"])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warning = stderr
+        .lines()
+        .find(|l| l.contains("file descriptor limit"))
+        .unwrap_or_else(|| panic!("no warning: {stderr}"));
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(warning.contains("--max-connections"), "{warning}");
+    assert!(stderr.contains("cannot bind --listen"), "{stderr}");
+}
