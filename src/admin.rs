@@ -68,18 +68,11 @@ pub async fn serve(
         };
         // Full: connections that have sent nothing make room, so a scrape is never stuck
         // behind idle sockets.
-        let permit = match Arc::clone(&limit).try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                pressure.raise();
-                tokio::select! {
-                    permit = Arc::clone(&limit).acquire_owned() => match permit {
-                        Ok(permit) => permit,
-                        Err(_) => return,
-                    },
-                    _ = stop.changed() => return,
-                }
-            }
+        let stopped = async {
+            let _ = stop.changed().await;
+        };
+        let Some(permit) = conn::admit(&limit, &pressure, stopped).await else {
+            return;
         };
         let Some(gauge) = gauge.clone() else {
             return;

@@ -86,6 +86,24 @@ impl Pressure {
     }
 }
 
+/// A slot for a client just accepted: at once when one is free; otherwise after pressure
+/// made the connections that sent nothing give way and one closed. `None` when `cancel`
+/// completes first (shutdown), or the cap's semaphore is closed.
+pub async fn admit(
+    limit: &Arc<tokio::sync::Semaphore>,
+    pressure: &Pressure,
+    cancel: impl std::future::Future<Output = ()>,
+) -> Option<OwnedSemaphorePermit> {
+    if let Ok(permit) = Arc::clone(limit).try_acquire_owned() {
+        return Some(permit);
+    }
+    pressure.raise();
+    tokio::select! {
+        permit = Arc::clone(limit).acquire_owned() => permit.ok(),
+        () = cancel => None,
+    }
+}
+
 impl Default for Pressure {
     fn default() -> Self {
         Self::new()

@@ -97,18 +97,8 @@ pub async fn run(
         // A client is here. Without a free slot, connections that have sent nothing make
         // room (see `conn::Pressure`); the client waits for the first slot that frees, and
         // the clients behind it wait in the listen backlog.
-        let permit = match Arc::clone(&limit).try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                pressure.raise();
-                tokio::select! {
-                    permit = Arc::clone(&limit).acquire_owned() => match permit {
-                        Ok(permit) => permit,
-                        Err(_) => break,
-                    },
-                    () = &mut shutdown => break,
-                }
-            }
+        let Some(permit) = conn::admit(&limit, &pressure, &mut shutdown).await else {
+            break;
         };
         let _ = stream.set_nodelay(true);
         let connection = Connection::new(
