@@ -183,10 +183,6 @@ impl Connection {
         self.accepted + Duration::from_millis(ms)
     }
 
-    pub fn limits(&self) -> Limits {
-        self.limits
-    }
-
     /// The listener's phase, to follow (tunnels close when it expires).
     pub fn phase(&self) -> watch::Receiver<Phase> {
         self.phase.clone()
@@ -294,12 +290,6 @@ impl Connection {
 /// A request in flight on a [`Connection`]; dropping it (with the response body) ends it.
 #[derive(Debug)]
 pub struct InFlight(Arc<Connection>);
-
-impl InFlight {
-    pub fn connection(&self) -> &Arc<Connection> {
-        &self.0
-    }
-}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
