@@ -703,3 +703,84 @@ fn a_client_that_stops_reading_is_closed_after_the_send_timeout() {
         1.0
     );
 }
+
+#[test]
+fn http2_streams_beyond_the_concurrency_limit_are_refused() {
+    // With --http2-max-concurrent-streams 2, a client that opens ten streams at once before
+    // it has the server's SETTINGS gets two served and the rest refused (REFUSED_STREAM,
+    // safe to retry); the upstream sees at most two connections (a broken limit would run
+    // ten streams at once and open ten), and the client connection keeps working.
+    let upstream = Upstream::start();
+    let edge = Preflightd::start(
+        RULES,
+        Some(&upstream.url()),
+        &["--http2-max-concurrent-streams", "2"],
+    );
+    let address = edge.data;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let codes: Vec<u16> = runtime.block_on(async move {
+        let stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        let (sender, connection) =
+            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .handshake::<_, http_body_util::Empty<bytes::Bytes>>(hyper_util::rt::TokioIo::new(
+                    stream,
+                ))
+                .await
+                .expect("h2 handshake");
+        tokio::spawn(connection);
+        let mut streams = tokio::task::JoinSet::new();
+        for _ in 0..10 {
+            let mut sender = sender.clone();
+            streams.spawn(async move {
+                let request = http::Request::builder()
+                    .uri("http://api.example.com/slow?ms=200")
+                    .body(http_body_util::Empty::new())
+                    .expect("request");
+                sender
+                    .send_request(request)
+                    .await
+                    .map_or(0, |r| r.status().as_u16())
+            });
+        }
+        let mut codes = Vec::new();
+        while let Some(code) = streams.join_next().await {
+            codes.push(code.expect("stream task"));
+        }
+        // Afterwards, a stream is served again.
+        let mut sender = sender.clone();
+        let again = http::Request::builder()
+            .uri("http://api.example.com/slow?ms=1")
+            .body(http_body_util::Empty::new())
+            .expect("request");
+        codes.push(
+            sender
+                .send_request(again)
+                .await
+                .map_or(0, |r| r.status().as_u16()),
+        );
+        codes
+    });
+    // Streams the client sent before it learnt the limit are refused; had it learnt it
+    // first, it would have queued them. Either way at most two ran at once, which the
+    // upstream's connection count shows below.
+    let served = codes[..10].iter().filter(|&&c| c == 200).count();
+    let refused = codes[..10].iter().filter(|&&c| c == 0).count();
+    assert_eq!(served + refused, 10, "{codes:?}");
+    assert!(served >= 2, "{codes:?}");
+    assert_eq!(codes[10], 200, "{codes:?}");
+    let peers: std::collections::BTreeSet<String> = upstream
+        .log()
+        .iter()
+        .filter_map(|entry| entry["peer"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        (1..=2).contains(&peers.len()),
+        "{} upstream connections for 2 concurrent streams: {peers:?}",
+        peers.len()
+    );
+}

@@ -243,3 +243,31 @@ fn an_upstream_that_closes_before_answering_is_a_502() {
     );
     preflight_answered(&edge);
 }
+
+#[test]
+fn a_kept_upstream_connection_idle_past_the_idle_timeout_is_replaced() {
+    // The upstream would keep connections open for a minute; preflightd gives up a kept one
+    // after --upstream-idle-timeout instead of racing the upstream's own close.
+    let request = "GET /ok HTTP/1.1\r\nHost: api.example.com\r\n\r\n";
+    let reused = |idle_timeout: &str, gap: Duration| -> u64 {
+        let upstream = FaultUpstream::start_idle_close(60_000);
+        let edge = Preflightd::start(
+            RULES,
+            Some(&upstream.url()),
+            &["--upstream-idle-timeout", idle_timeout],
+        );
+        let stream = connect(edge.data);
+        let mut writer = stream.try_clone().expect("clone");
+        let mut reader = BufReader::new(stream);
+        for _ in 0..2 {
+            writer.write_all(request.as_bytes()).expect("write");
+            assert_eq!(read_response(&mut reader).status, 200);
+            std::thread::sleep(gap);
+        }
+        upstream.connections()
+    };
+    // 600 ms between requests: within a 10 s idle timeout the connection is kept...
+    assert_eq!(reused("10s", Duration::from_millis(600)), 1);
+    // ... past a 200 ms one it is replaced.
+    assert_eq!(reused("200ms", Duration::from_millis(600)), 2);
+}
