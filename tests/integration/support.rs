@@ -129,19 +129,7 @@ impl Upstream {
     }
 
     fn start_with(args: &[&str]) -> Upstream {
-        let binary = target_dir().join("examples").join("test_upstream");
-        assert!(
-            binary.exists(),
-            "{} missing: `cargo test` builds it (or `cargo build --examples`)",
-            binary.display()
-        );
-        let mut command = Command::new(binary);
-        command.args(args);
-        let process = spawn(command, true);
-        let line = process.wait_for_line("listening ");
-        let address = line["listening ".len()..]
-            .parse()
-            .expect("upstream address");
+        let (process, address) = start_example("test_upstream", args);
         Upstream {
             _process: process,
             address,
@@ -160,6 +148,24 @@ impl Upstream {
         );
         serde_json::from_slice(&response.body).expect("upstream log is JSON")
     }
+}
+
+/// Starts an example upstream binary with `args`; it prints `listening ADDR`.
+fn start_example(name: &str, args: &[&str]) -> (Process, SocketAddr) {
+    let binary = target_dir().join("examples").join(name);
+    assert!(
+        binary.exists(),
+        "{} missing: `cargo test` builds it (or `cargo build --examples`)",
+        binary.display()
+    );
+    let mut command = Command::new(binary);
+    command.args(args);
+    let process = spawn(command, true);
+    let line = process.wait_for_line("listening ");
+    let address = line["listening ".len()..]
+        .parse()
+        .unwrap_or_else(|e| panic!("{name} address {line:?}: {e}"));
+    (process, address)
 }
 
 /// The `fault_upstream` example: an HTTP/1.1 upstream that misbehaves on purpose (its doc
@@ -183,19 +189,7 @@ impl FaultUpstream {
     }
 
     fn start_with(args: &[&str]) -> FaultUpstream {
-        let binary = target_dir().join("examples").join("fault_upstream");
-        assert!(
-            binary.exists(),
-            "{} missing: `cargo test` builds it (or `cargo build --examples`)",
-            binary.display()
-        );
-        let mut command = Command::new(binary);
-        command.args(args);
-        let process = spawn(command, true);
-        let line = process.wait_for_line("listening ");
-        let address = line["listening ".len()..]
-            .parse()
-            .expect("fault upstream address");
+        let (process, address) = start_example("fault_upstream", args);
         FaultUpstream {
             _process: process,
             address,
