@@ -133,6 +133,8 @@ pub struct Connection {
     last_activity: AtomicU64,
     /// The client spoke the HTTP/2 preface: no head timeout after the first request.
     h2: AtomicBool,
+    /// The watchdog asked the connection to finish gracefully (see [`Connection::finish_asked`]).
+    finish: AtomicBool,
 }
 
 impl Drop for Connection {
@@ -171,6 +173,7 @@ impl Connection {
             write_blocked: AtomicU64::new(0),
             last_activity: AtomicU64::new(0),
             h2: AtomicBool::new(false),
+            finish: AtomicBool::new(false),
         })
     }
 
@@ -193,6 +196,30 @@ impl Connection {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(Arc::clone(self))
+    }
+
+    /// Bytes of a next head are already buffered when a request ends (pipelining): its head
+    /// clock starts now, as if they had just arrived.
+    pub fn head_pending(&self) {
+        if self.in_flight.load(Ordering::Relaxed) == 0 {
+            let _ = self.head_started.compare_exchange(
+                0,
+                self.now() + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Asks the connection to finish gracefully: finish what is in flight, take nothing new.
+    /// For a served future that checks [`Connection::finish_asked`] whenever it is polled
+    /// (`watch` polls it right after asking).
+    pub fn ask_to_finish(&self) {
+        self.finish.store(true, Ordering::Relaxed);
+    }
+
+    pub fn finish_asked(&self) -> bool {
+        self.finish.load(Ordering::Relaxed)
     }
 
     pub fn requests(&self) -> u64 {

@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::{ArcSwap, Guard};
 
+use crate::cors::WireAnswers;
 use crate::metrics::{Metrics, PreflightCounters};
 use crate::policy::Policy;
 
@@ -29,6 +30,8 @@ pub struct Provenance {
 /// path counts without a label lookup) and its provenance. Immutable once published.
 pub struct Snapshot {
     pub policy: Policy,
+    /// Every answer of `policy` as HTTP/1.1 bytes, for the fast path.
+    pub wire: WireAnswers,
     pub counters: PreflightCounters,
     pub provenance: Provenance,
     /// The `/rules` document, rendered once per generation by the admin listener (a
@@ -116,7 +119,9 @@ fn snapshot(candidate: Candidate, metrics: &Metrics, generations: &AtomicU64) ->
         now.duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64()),
     );
+    let wire = WireAnswers::compile(&candidate.policy);
     Arc::new(Snapshot {
+        wire,
         policy: candidate.policy,
         counters,
         provenance: Provenance {

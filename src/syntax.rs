@@ -66,9 +66,12 @@ pub fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 pub fn field_items<'a>(
     lines: impl IntoIterator<Item = &'a HeaderValue>,
 ) -> impl Iterator<Item = &'a [u8]> {
-    lines
-        .into_iter()
-        .flat_map(|line| list_items(line.as_bytes()))
+    line_items(lines.into_iter().map(HeaderValue::as_bytes))
+}
+
+/// [`field_items`] over raw line values.
+pub fn line_items<'a>(lines: impl Iterator<Item = &'a [u8]>) -> impl Iterator<Item = &'a [u8]> {
+    lines.flat_map(list_items)
 }
 
 /// RFC 9112 3.2 / RFC 3986 3.2.2-3.2.3: `uri-host [ ":" port ]`, where `uri-host` is an

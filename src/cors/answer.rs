@@ -3,15 +3,16 @@
 
 use http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
-    ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, CACHE_CONTROL, CONTENT_TYPE,
-    HeaderMap, ORIGIN,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS,
+    ACCESS_CONTROL_REQUEST_METHOD, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, ORIGIN, VARY,
 };
 use http::{HeaderName, HeaderValue, StatusCode};
 
 use super::checks::header_allowed;
-use crate::fetch::{ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK, NO_STORE, TEXT_PLAIN, TRUE};
-use crate::policy::{CompiledRule, Policy};
-use crate::syntax::{field_items, trim_ows};
+use super::request::Fields;
+use crate::fetch::{ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK, NO_STORE, STAR, TEXT_PLAIN, TRUE};
+use crate::policy::{AllowList, AllowOrigin, CompiledRule, Policy};
+use crate::syntax::{line_items, trim_ows};
 
 /// Every value of the `result` label of `preflightd_preflight_requests_total`, each written
 /// once: the outcomes in [`Outcome::index`] order, then [`FORWARDED_LABEL`].
@@ -145,44 +146,113 @@ impl<'p> Answer<'p> {
         self.rule.map(|i| &self.policy.rules[i])
     }
 
-    /// Writes the answer's headers. `request` is the preflight's header map, for the values
-    /// echoed from it (already validated by the decision).
-    pub fn write_headers(&self, request: &HeaderMap, out: &mut HeaderMap) {
+    /// Whether the answer carries `Access-Control-Allow-*`.
+    pub fn grants(&self) -> bool {
+        self.grants
+    }
+
+    /// Whether the answer grants Private Network Access.
+    pub fn private_network(&self) -> bool {
+        self.private_network
+    }
+
+    /// Every header field of this answer, in order, with where its value comes from. The one
+    /// list both renderings are written from: the `HeaderMap` of the hyper path
+    /// ([`Answer::write_headers`]) and the pre-rendered bytes of the fast path (`wire`).
+    pub fn for_each_field(&self, mut field: impl FnMut(HeaderName, FieldValue<'p>)) {
+        let policy = self.policy;
         let rule = match self.rule() {
             Some(rule) if self.grants => rule,
             _ => {
                 // DESIGN 4.4: no Access-Control-Allow-* or -Max-Age on a denial.
-                self.policy.vary.insert(out);
-                out.insert(CACHE_CONTROL, NO_STORE.clone());
-                out.insert(CONTENT_TYPE, TEXT_PLAIN.clone());
+                field(VARY, FieldValue::Fixed(policy.vary.value()));
+                field(CACHE_CONTROL, FieldValue::Fixed(&NO_STORE));
+                field(CONTENT_TYPE, FieldValue::Fixed(&TEXT_PLAIN));
                 return;
             }
         };
         let allowed = self.outcome == Outcome::Allowed;
-        if let Some(origin) = echo(request, &ORIGIN) {
-            rule.allow_origin.insert(out, &origin);
-        }
+        field(
+            ACCESS_CONTROL_ALLOW_ORIGIN,
+            match rule.allow_origin {
+                AllowOrigin::Star => FieldValue::Fixed(&STAR),
+                AllowOrigin::Echo => FieldValue::Origin,
+            },
+        );
         if rule.credentials {
             // Fetch: CORS check, steps 5-6 (CORS-CHECKLIST 2.2): byte-exactly `true`.
-            out.insert(ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE.clone());
+            field(ACCESS_CONTROL_ALLOW_CREDENTIALS, FieldValue::Fixed(&TRUE));
         }
         // Fetch: CORS-preflight fetch, step 7.5 (CORS-CHECKLIST 2.7): an echoed method is the
         // exact ACRM bytes; methods compare case-sensitively.
-        rule.allow_methods
-            .insert(out, ACCESS_CONTROL_ALLOW_METHODS, || {
-                echo(request, &ACCESS_CONTROL_REQUEST_METHOD)
-            });
-        rule.allow_headers
-            .insert(out, ACCESS_CONTROL_ALLOW_HEADERS, || {
-                echo_header_names(request, rule)
-            });
-        rule.max_age.insert(out, allowed);
-        if self.private_network {
-            out.insert(ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK.clone(), TRUE.clone());
+        match &rule.allow_methods {
+            AllowList::Omit => {}
+            AllowList::Value(value) => {
+                field(ACCESS_CONTROL_ALLOW_METHODS, FieldValue::Fixed(value))
+            }
+            AllowList::Echo => field(ACCESS_CONTROL_ALLOW_METHODS, FieldValue::Method),
         }
-        self.policy.vary.insert(out);
-        self.policy.cache_control.insert(out, allowed);
+        match &rule.allow_headers {
+            AllowList::Omit => {}
+            AllowList::Value(value) => {
+                field(ACCESS_CONTROL_ALLOW_HEADERS, FieldValue::Fixed(value))
+            }
+            AllowList::Echo => field(ACCESS_CONTROL_ALLOW_HEADERS, FieldValue::HeaderNames),
+        }
+        field(
+            ACCESS_CONTROL_MAX_AGE,
+            FieldValue::Fixed(rule.max_age.value(allowed)),
+        );
+        if self.private_network {
+            field(
+                ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK.clone(),
+                FieldValue::Fixed(&TRUE),
+            );
+        }
+        field(VARY, FieldValue::Fixed(policy.vary.value()));
+        field(
+            CACHE_CONTROL,
+            FieldValue::Fixed(policy.cache_control.value(allowed)),
+        );
     }
+
+    /// Writes the answer's headers. `request` is the preflight's header map, for the values
+    /// echoed from it (already validated by the decision).
+    pub fn write_headers(&self, request: &HeaderMap, out: &mut HeaderMap) {
+        let rule = self.rule();
+        self.for_each_field(|name, value| {
+            let value = match value {
+                FieldValue::Fixed(value) => Some(value.clone()),
+                FieldValue::Origin => echo(request, &ORIGIN),
+                FieldValue::Method => echo(request, &ACCESS_CONTROL_REQUEST_METHOD),
+                FieldValue::HeaderNames => rule.and_then(|rule| {
+                    let mut joined = Vec::new();
+                    write_header_names(request, rule, &mut joined);
+                    if joined.is_empty() {
+                        return None;
+                    }
+                    HeaderValue::from_bytes(&joined).ok()
+                }),
+            };
+            if let Some(value) = value {
+                out.insert(name, value);
+            }
+        });
+    }
+}
+
+/// Where the value of an answer's field comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldValue<'p> {
+    /// Compiled with the policy.
+    Fixed(&'p HeaderValue),
+    /// The request's `Origin`, OWS trimmed (CORS-CHECKLIST 2.2: echoed byte for byte).
+    Origin,
+    /// The request's `Access-Control-Request-Method`, OWS trimmed.
+    Method,
+    /// The requested header names the rule allows ([`write_header_names`]); the field is
+    /// left out when there are none.
+    HeaderNames,
 }
 
 /// The single line of `name`, OWS trimmed. The original value is reused (a reference count,
@@ -199,20 +269,16 @@ fn echo(request: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
 
 /// A `*` headers rule with credentials echoes the requested names it allows (never
 /// `authorization` unless listed by name, CORS-CHECKLIST 2.9), lowercased, comma-joined as
-/// browsers send them (2.18). `None` when there is nothing to list.
-fn echo_header_names(request: &HeaderMap, rule: &CompiledRule) -> Option<HeaderValue> {
-    let mut joined = Vec::new();
-    for name in field_items(request.get_all(ACCESS_CONTROL_REQUEST_HEADERS)) {
+/// browsers send them (2.18), appended to `out`; nothing when none is allowed.
+pub fn write_header_names<H: Fields + ?Sized>(request: &H, rule: &CompiledRule, out: &mut Vec<u8>) {
+    let start = out.len();
+    for name in line_items(request.lines(&ACCESS_CONTROL_REQUEST_HEADERS)) {
         if !header_allowed(rule, name) {
             continue;
         }
-        if !joined.is_empty() {
-            joined.push(b',');
+        if out.len() > start {
+            out.push(b',');
         }
-        joined.extend(name.iter().map(u8::to_ascii_lowercase));
+        out.extend(name.iter().map(u8::to_ascii_lowercase));
     }
-    if joined.is_empty() {
-        return None;
-    }
-    HeaderValue::from_bytes(&joined).ok()
 }

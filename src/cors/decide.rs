@@ -5,7 +5,7 @@
 
 use super::answer::{Answer, Outcome, Reason};
 use super::checks::{Verdict, evaluate};
-use super::request::{self, Request, host_without_port, is_preflight};
+use super::request::{self, Fields, Request, host_without_port, is_preflight};
 use crate::policy::Policy;
 
 #[derive(Debug, Clone, Copy)]
@@ -21,7 +21,10 @@ pub enum Decision<'p> {
 /// The decision on one request. Deliberate deviation from a browser's view: a browser checks
 /// only the answer it gets, while the edge also picks which rule answers (first match, the
 /// bucket model), so a denial names the furthest step any rule reached.
-pub fn decide<'p>(policy: &'p Policy, request: &Request<'_>) -> Decision<'p> {
+pub fn decide<'p, H: Fields + ?Sized>(
+    policy: &'p Policy,
+    request: &Request<'_, H>,
+) -> Decision<'p> {
     if !is_preflight(request.method, request.headers) {
         return Decision::NotPreflight;
     }

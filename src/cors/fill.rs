@@ -10,7 +10,9 @@
 //! serves it to the allowed origin, which then fails.
 
 use http::HeaderValue;
-use http::header::{ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_ORIGIN, HeaderMap};
+use http::header::{
+    ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_ORIGIN, HeaderMap, ORIGIN,
+};
 
 use super::request::{self, Request, host_without_port};
 use crate::fetch::TRUE;
@@ -48,7 +50,7 @@ pub fn fill_for(policy: &Policy, request: &Request<'_>) -> Option<Fill> {
 }
 
 fn grant(policy: &Policy, request: &Request<'_>, host: Option<&[u8]>) -> Option<Grant> {
-    let (value, origin) = request::origin(request.headers).ok()?;
+    let (line, origin) = request::origin(request.headers).ok()?;
     let mut first: Option<usize> = None;
     policy.for_each_candidate(origin, host, request.path, |index| {
         if first.is_none_or(|f| index < f) {
@@ -57,10 +59,9 @@ fn grant(policy: &Policy, request: &Request<'_>, host: Option<&[u8]>) -> Option<
     });
     let rule = &policy.rules[first?];
     // The trimmed origin, reusing the request's value when there was nothing to trim.
-    let echoed = if origin.len() == value.len() {
-        value.clone()
-    } else {
-        HeaderValue::from_bytes(origin).ok()?
+    let echoed = match request.headers.get(ORIGIN) {
+        Some(value) if origin.len() == line.len() => value.clone(),
+        _ => HeaderValue::from_bytes(origin).ok()?,
     };
     Some(Grant {
         allow_origin: rule.allow_origin.value(&echoed),
@@ -93,7 +94,6 @@ impl Fill {
 
 #[cfg(test)]
 mod tests {
-    use http::header::ORIGIN;
     use http::{HeaderMap, HeaderValue, Method};
 
     use super::*;

@@ -6,7 +6,8 @@
 //! - `answer`: the status, headers and body of an answer the edge gives;
 //! - `decide`: first match over the rules, and the denial reason when none answers;
 //! - `explain`: the same decision traced rule by rule;
-//! - `fill`: CORS headers for proxied responses (`actual_responses = "fill"`).
+//! - `fill`: CORS headers for proxied responses (`actual_responses = "fill"`);
+//! - `wire`: every answer of a policy pre-rendered as HTTP/1.1 bytes, for the fast path.
 
 mod answer;
 mod checks;
@@ -14,16 +15,18 @@ mod decide;
 mod explain;
 mod fill;
 mod request;
+mod wire;
 
-pub use answer::{Answer, FORWARDED_LABEL, Outcome, RESULT_LABELS, Reason};
+pub use answer::{Answer, FORWARDED_LABEL, FieldValue, Outcome, RESULT_LABELS, Reason};
 pub use checks::header_allowed;
 pub use decide::{Decision, decide};
 pub use explain::{Explanation, RuleStep, RuleTrace, explain};
 pub use fill::{Fill, fill_for};
 pub use request::{
-    MAX_ORIGIN_BYTES, MAX_REQUEST_HEADER_NAMES, MAX_REQUEST_HEADERS_BYTES, Malformed, Preflight,
-    Request, is_preflight,
+    Fields, MAX_ORIGIN_BYTES, MAX_REQUEST_HEADER_NAMES, MAX_REQUEST_HEADERS_BYTES, Malformed,
+    Preflight, Request, is_preflight,
 };
+pub use wire::{DATE_LEN, WireAnswers};
 // The Private Network Access header names, where the decision's users look for them.
 pub use crate::fetch::{
     ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK, ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK,

@@ -7,16 +7,51 @@ use http::header::{
 use http::{HeaderName, HeaderValue, Method};
 
 use crate::fetch::{ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK, TRUE};
-use crate::syntax::{field_items, is_token, trim_ows};
+use crate::syntax::{is_token, line_items, trim_ows};
 
 /// The request as the decision needs it: method, host (with or without port, as in the
-/// `Host` field or the URI authority), path, and header lines.
-#[derive(Debug, Clone, Copy)]
-pub struct Request<'r> {
+/// `Host` field or the URI authority), path, and header lines: hyper's `HeaderMap`, or the
+/// fast path's parsed head (`H`).
+#[derive(Debug)]
+pub struct Request<'r, H: ?Sized = HeaderMap> {
     pub method: &'r Method,
     pub host: Option<&'r [u8]>,
     pub path: &'r [u8],
-    pub headers: &'r HeaderMap,
+    pub headers: &'r H,
+}
+
+impl<H: ?Sized> Clone for Request<'_, H> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<H: ?Sized> Copy for Request<'_, H> {}
+
+/// A request's header section as the decision reads it: every field line of a name, in the
+/// order received (RFC 9110 5.3: lines of one name are one list, in order). Implemented by
+/// hyper's `HeaderMap` and by the fast path's head, so both paths decide with the same code.
+pub trait Fields {
+    /// The values of every `name` line, in order.
+    fn lines<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a;
+
+    /// Whether there is a `name` line.
+    #[inline]
+    fn contains(&self, name: &HeaderName) -> bool {
+        self.lines(name).next().is_some()
+    }
+}
+
+impl Fields for HeaderMap {
+    #[inline]
+    fn lines<'a>(&'a self, name: &HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.get_all(name).into_iter().map(HeaderValue::as_bytes)
+    }
+
+    #[inline]
+    fn contains(&self, name: &HeaderName) -> bool {
+        self.contains_key(name)
+    }
 }
 
 /// `Host` / authority without its port (hosts scopes ignore the port, DESIGN 3). An IPv6
@@ -45,10 +80,10 @@ pub const MAX_REQUEST_HEADER_NAMES: usize = 64;
 /// (byte-exact, 1.2) with both an `Origin`
 /// and an `Access-Control-Request-Method` field. Anything else is proxied untouched.
 #[inline]
-pub fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
+pub fn is_preflight<H: Fields + ?Sized>(method: &Method, headers: &H) -> bool {
     method == Method::OPTIONS
-        && headers.contains_key(ORIGIN)
-        && headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD)
+        && headers.contains(&ORIGIN)
+        && headers.contains(&ACCESS_CONTROL_REQUEST_METHOD)
 }
 
 /// A preflight's request data, borrowed from its header lines.
@@ -118,12 +153,12 @@ impl std::fmt::Display for Malformed {
 
 /// Exactly one field line, or an error for none / several.
 #[inline]
-fn single<'r>(
-    headers: &'r HeaderMap,
+fn single<'r, H: Fields + ?Sized>(
+    headers: &'r H,
     name: &HeaderName,
     duplicate: Malformed,
-) -> Result<&'r HeaderValue, Malformed> {
-    let mut lines = headers.get_all(name).iter();
+) -> Result<&'r [u8], Malformed> {
+    let mut lines = headers.lines(name);
     let first = lines.next().ok_or(duplicate)?;
     if lines.next().is_some() {
         return Err(duplicate);
@@ -135,9 +170,9 @@ fn single<'r>(
 /// 3.7), at most 1 KiB of visible ASCII without commas (1.8, 3.6). The preflight decision and
 /// `fill` both read it here, so an origin is either usable everywhere or nowhere.
 #[inline]
-pub fn origin(headers: &HeaderMap) -> Result<(&HeaderValue, &[u8]), Malformed> {
+pub fn origin<H: Fields + ?Sized>(headers: &H) -> Result<(&[u8], &[u8]), Malformed> {
     let line = single(headers, &ORIGIN, Malformed::DuplicateOrigin)?;
-    let origin = trim_ows(line.as_bytes());
+    let origin = trim_ows(line);
     if origin.is_empty() {
         return Err(Malformed::EmptyOrigin);
     }
@@ -150,16 +185,13 @@ pub fn origin(headers: &HeaderMap) -> Result<(&HeaderValue, &[u8]), Malformed> {
     Ok((line, origin))
 }
 
-pub fn parse(headers: &HeaderMap) -> Result<Preflight<'_>, Malformed> {
+pub fn parse<H: Fields + ?Sized>(headers: &H) -> Result<Preflight<'_>, Malformed> {
     let (_, origin) = origin(headers)?;
-    let method = trim_ows(
-        single(
-            headers,
-            &ACCESS_CONTROL_REQUEST_METHOD,
-            Malformed::DuplicateMethod,
-        )?
-        .as_bytes(),
-    );
+    let method = trim_ows(single(
+        headers,
+        &ACCESS_CONTROL_REQUEST_METHOD,
+        Malformed::DuplicateMethod,
+    )?);
     if !is_token(method) {
         return Err(Malformed::MethodNotToken);
     }
@@ -167,15 +199,17 @@ pub fn parse(headers: &HeaderMap) -> Result<Preflight<'_>, Malformed> {
         names: [&[]; MAX_REQUEST_HEADER_NAMES],
         len: 0,
     };
-    let lines = headers.get_all(ACCESS_CONTROL_REQUEST_HEADERS);
     // Bound the total before splitting anything, so 1 MB of commas costs one length check.
-    let total: usize = lines.iter().map(|line| line.len()).sum();
+    let total: usize = headers
+        .lines(&ACCESS_CONTROL_REQUEST_HEADERS)
+        .map(<[u8]>::len)
+        .sum();
     if total > MAX_REQUEST_HEADERS_BYTES {
         return Err(Malformed::HeadersTooLong);
     }
     // CORS-CHECKLIST 2.18: all lines, split on commas, OWS trimmed, empty items ignored
     // (RFC 9110 5.6.1); each item a token (Fetch: ACRH is `1#field-name`).
-    for item in field_items(lines) {
+    for item in line_items(headers.lines(&ACCESS_CONTROL_REQUEST_HEADERS)) {
         if !is_token(item) {
             return Err(Malformed::HeaderNotToken);
         }
@@ -186,8 +220,9 @@ pub fn parse(headers: &HeaderMap) -> Result<Preflight<'_>, Malformed> {
         requested.len += 1;
     }
     let private_network = headers
-        .get(&ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK)
-        .is_some_and(|v| trim_ows(v.as_bytes()) == TRUE.as_bytes());
+        .lines(&ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK)
+        .next()
+        .is_some_and(|v| trim_ows(v) == TRUE.as_bytes());
     Ok(Preflight {
         origin,
         method,

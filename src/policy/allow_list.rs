@@ -2,8 +2,7 @@
 //! (CORS-CHECKLIST 2.6-2.11): the rule's whole list, so one browser cache entry serves every
 //! method and header the rule allows (DESIGN 4.3).
 
-use http::header::HeaderMap;
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
 
 use super::header_value::{HeaderValueError, header_value};
 use crate::rules::TokenList;
@@ -33,26 +32,5 @@ impl AllowList {
             return Ok(AllowList::Omit);
         }
         Ok(AllowList::Value(header_value(field, written.join(", "))?))
-    }
-
-    /// Inserts the header `name`; `echo` computes the echoed value, only when it is needed.
-    #[inline]
-    pub fn insert(
-        &self,
-        out: &mut HeaderMap,
-        name: HeaderName,
-        echo: impl FnOnce() -> Option<HeaderValue>,
-    ) {
-        match self {
-            AllowList::Omit => {}
-            AllowList::Value(value) => {
-                out.insert(name, value.clone());
-            }
-            AllowList::Echo => {
-                if let Some(value) = echo() {
-                    out.insert(name, value);
-                }
-            }
-        }
     }
 }

@@ -2,7 +2,6 @@
 //! check, steps 2-4; CORS-CHECKLIST 2.2-2.4): exactly one value, `*` or the request's origin.
 
 use http::HeaderValue;
-use http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, HeaderMap};
 
 use crate::fetch::STAR;
 use crate::rules::{OriginPattern, Rule};
@@ -34,10 +33,5 @@ impl AllowOrigin {
             AllowOrigin::Star => STAR.clone(),
             AllowOrigin::Echo => origin.clone(),
         }
-    }
-
-    #[inline]
-    pub fn insert(self, out: &mut HeaderMap, origin: &HeaderValue) {
-        out.insert(ACCESS_CONTROL_ALLOW_ORIGIN, self.value(origin));
     }
 }

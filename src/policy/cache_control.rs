@@ -2,7 +2,6 @@
 //! allowed answers with `cdn_max_age = N`, so a CDN may keep them (`Vary` keys them).
 
 use http::HeaderValue;
-use http::header::{CACHE_CONTROL, HeaderMap};
 
 use super::header_value::{HeaderValueError, header_value};
 use crate::fetch::NO_STORE;
@@ -23,8 +22,7 @@ impl CacheControl {
 
     /// `allowed`: the answer allows the preflight; denials are never stored.
     #[inline]
-    pub fn insert(&self, out: &mut HeaderMap, allowed: bool) {
-        let value = if allowed { &self.allowed } else { &NO_STORE };
-        out.insert(CACHE_CONTROL, value.clone());
+    pub fn value(&self, allowed: bool) -> &HeaderValue {
+        if allowed { &self.allowed } else { &NO_STORE }
     }
 }

@@ -3,7 +3,6 @@
 //! cache".
 
 use http::HeaderValue;
-use http::header::{ACCESS_CONTROL_MAX_AGE, HeaderMap};
 
 static ZERO: HeaderValue = HeaderValue::from_static("0");
 
@@ -18,8 +17,7 @@ impl MaxAge {
     /// The rule's value when the answer may be cached, else `0`: a debug denial must not be
     /// cached, or the browser would keep failing from its cache after the rules are fixed.
     #[inline]
-    pub fn insert(&self, out: &mut HeaderMap, cacheable: bool) {
-        let value = if cacheable { &self.0 } else { &ZERO };
-        out.insert(ACCESS_CONTROL_MAX_AGE, value.clone());
+    pub fn value(&self, cacheable: bool) -> &HeaderValue {
+        if cacheable { &self.0 } else { &ZERO }
     }
 }

@@ -25,8 +25,8 @@ impl PreflightVary {
     }
 
     #[inline]
-    pub fn insert(&self, out: &mut HeaderMap) {
-        out.insert(VARY, self.0.clone());
+    pub fn value(&self) -> &HeaderValue {
+        &self.0
     }
 }
 

@@ -10,7 +10,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use crate::conn::{InFlight, Tracked};
-use crate::cors::{self, Decision, Outcome};
+use crate::cors::{self, Answer, Decision, Outcome};
 use crate::live::Live;
 use crate::metrics::{ClientError, Metrics};
 use crate::proxy::{Body, ClientConnection, Upstream, error_response, fixed};
@@ -94,6 +94,19 @@ fn effective_host(request: &Request<Incoming>) -> Result<Option<HeaderValue>, Ba
     }
 }
 
+/// The debug line of a denied preflight, on either path.
+#[inline]
+pub(super) fn log_denial(answer: &Answer<'_>, path: &str) {
+    if let Outcome::Denied(reason) = answer.outcome {
+        tracing::debug!(
+            reason = reason.as_str(),
+            rule = answer.rule().map_or("", |r| r.name.as_str()),
+            path,
+            "preflight denied"
+        );
+    }
+}
+
 async fn respond(
     context: &Context,
     client: &ClientConnection,
@@ -145,14 +158,7 @@ async fn respond(
                 let mut response = Response::new(fixed(answer.body()));
                 *response.status_mut() = answer.status();
                 answer.write_headers(request.headers(), response.headers_mut());
-                if let Outcome::Denied(reason) = answer.outcome {
-                    tracing::debug!(
-                        reason = reason.as_str(),
-                        rule = answer.rule().map_or("", |r| r.name.as_str()),
-                        path = request.uri().path(),
-                        "preflight denied"
-                    );
-                }
+                log_denial(&answer, request.uri().path());
                 (Some(response), None)
             }
             Decision::Forward => {

@@ -3,22 +3,26 @@
 //! request handler. Everything it serves with comes in through [`Context`]; the composition
 //! root (`app`) builds it and decides when to stop.
 
+mod fast;
 mod handler;
+mod rewind;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
 use crate::conn::{self, Close, Connection, Limits, Phase, Pressure, WatchedIo};
 use crate::metrics::{ClientError, Metrics};
 use crate::proxy::ClientConnection;
 pub use handler::Context;
+use rewind::Rewind;
 
 /// How client connections are served (DESIGN 10: every bound a flag).
 #[derive(Debug, Clone)]
@@ -77,7 +81,12 @@ pub async fn run(
     let max = config.max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let limit = Arc::new(Semaphore::new(max));
     let pressure = Pressure::new();
-    let builder = connection_builder(config);
+    let shared = Arc::new(PerListener {
+        builder: connection_builder(config),
+        max_buf: hyper_max_buf(config),
+        max_headers: config.max_headers,
+        client_body_timeout: config.client_body_timeout,
+    });
     let limits = config.limits();
     loop {
         let (stream, client) = tokio::select! {
@@ -108,32 +117,16 @@ pub async fn run(
             phase.clone(),
             pressure.subscribe(),
         );
-        // What the proxy keeps per client connection (its upstream connection, its address
-        // as X-Forwarded-For, the connection a tunnel holds), dropped with it.
-        let client = Arc::new(ClientConnection::new(
+        let served = serve_connection(
+            stream,
             client,
             Arc::clone(&connection),
-            config.client_body_timeout,
-        ));
-        let service_context = Arc::clone(&context);
-        let service_connection = Arc::clone(&connection);
-        let service = service_fn(move |request| {
-            let in_flight = service_connection.request_started();
-            handler::handle(
-                Arc::clone(&service_context),
-                Arc::clone(&client),
-                request,
-                in_flight,
-            )
-        });
-        let io = TokioIo::new(WatchedIo::new(stream, Arc::clone(&connection)));
-        let served = builder
-            .serve_connection_with_upgrades(io, service)
-            .into_owned();
+            Arc::clone(&context),
+            Arc::clone(&shared),
+        );
         let metrics = Arc::clone(&context.metrics);
         tokio::spawn(async move {
-            let closed =
-                conn::watch(served, |served| served.graceful_shutdown(), &connection).await;
+            let closed = conn::watch(served, |_| connection.ask_to_finish(), &connection).await;
             count_close(&metrics, closed);
         });
     }
@@ -152,6 +145,74 @@ pub async fn run(
         // Let the connections and tunnels see it and close their sockets.
         let _ = tokio::time::timeout(Duration::from_secs(1), limit.acquire_many(all)).await;
     }
+}
+
+/// What every connection of one listener is served with.
+struct PerListener {
+    builder: auto::Builder<TokioExecutor>,
+    /// Hyper's HTTP/1 read buffer limit: a head that does not fit is its 431.
+    max_buf: usize,
+    max_headers: usize,
+    client_body_timeout: Duration,
+}
+
+/// One client connection: the fast path first (`fast`), then, from the first request it does
+/// not answer, hyper with the bytes read so far. Asked to finish (`Connection::ask_to_finish`),
+/// the fast path closes when idle, and hyper shuts down gracefully.
+async fn serve_connection(
+    stream: TcpStream,
+    client: SocketAddr,
+    connection: Arc<Connection>,
+    context: Arc<Context>,
+    shared: Arc<PerListener>,
+) {
+    let mut io = WatchedIo::new(stream, Arc::clone(&connection));
+    let rest = match fast::serve(
+        &mut io,
+        &connection,
+        &context,
+        shared.max_buf,
+        shared.max_headers,
+    )
+    .await
+    {
+        Ok(fast::Ended::HandOver(rest)) => rest.freeze(),
+        Ok(fast::Ended::Closed) | Err(_) => return,
+    };
+    // What the proxy keeps per client connection (its upstream connection, its address as
+    // X-Forwarded-For, the connection a tunnel holds), dropped with it.
+    let client = Arc::new(ClientConnection::new(
+        client,
+        Arc::clone(&connection),
+        shared.client_body_timeout,
+    ));
+    let service_connection = Arc::clone(&connection);
+    let service = service_fn(move |request| {
+        let in_flight = service_connection.request_started();
+        handler::handle(
+            Arc::clone(&context),
+            Arc::clone(&client),
+            request,
+            in_flight,
+        )
+    });
+    let io = TokioIo::new(Rewind::new(io, rest));
+    let served = shared.builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(served);
+    let mut finishing = false;
+    let _ = std::future::poll_fn(|cx| {
+        if !finishing && connection.finish_asked() {
+            served.as_mut().graceful_shutdown();
+            finishing = true;
+        }
+        served.as_mut().poll(cx)
+    })
+    .await;
+}
+
+/// Hyper's HTTP/1 read buffer limit for `config` (it takes nothing below 8 KiB).
+fn hyper_max_buf(config: &ListenerConfig) -> usize {
+    config.max_header_bytes.max(8192)
 }
 
 static ACCEPT_LOG: crate::throttle::Throttle = crate::throttle::Throttle::new();
@@ -175,7 +236,7 @@ fn connection_builder(config: &ListenerConfig) -> auto::Builder<TokioExecutor> {
         // The head timeouts are the watchdog's (`conn`): it covers the bytes before hyper
         // knows the protocol, and tells a keep-alive idle connection from a slow head.
         .header_read_timeout(None)
-        .max_buf_size(config.max_header_bytes.max(8192))
+        .max_buf_size(hyper_max_buf(config))
         .max_headers(config.max_headers)
         // Copy response bytes into one bounded buffer (max_buf_size) instead of queueing the
         // upstream's buffers: a client that stops reading then pins 64 KiB, not every read
