@@ -94,14 +94,22 @@ pub async fn serve(
         });
         let io = TokioIo::new(WatchedIo::new(stream, Arc::clone(&connection)));
         let metrics = Arc::clone(&live);
-        tokio::spawn(async move {
+        let served_connection = Arc::clone(&connection);
+        let served = tokio::spawn(async move {
             let served = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(None)
                 .half_close(true)
                 .serve_connection(io, service);
-            let closed =
-                conn::watch(served, |served| served.graceful_shutdown(), &connection).await;
+            let _ = conn::finishing(
+                served,
+                |served| served.graceful_shutdown(),
+                &served_connection,
+            )
+            .await;
+        });
+        tokio::spawn(async move {
+            let closed = conn::watch(served, &connection).await;
             if closed == Some(conn::Close::HeaderTimeout) {
                 metrics
                     .metrics()

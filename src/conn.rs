@@ -8,8 +8,11 @@
 //! [`Connection::check`]; it needs nothing from hyper but a way to ask a connection to finish
 //! gracefully.
 //!
-//! Clocks are milliseconds since accept in atomics: the request path pays a clock read and
-//! an atomic store per socket operation, no lock and no timer update.
+//! Clocks are milliseconds since accept in atomics, read from the coarse monotonic clock
+//! (`CLOCK_MONOTONIC_COARSE`: a vDSO read of the last tick, no TSC read; a few milliseconds of
+//! resolution for bounds of seconds): the request path pays that and an atomic store per
+//! socket operation, no lock and no timer update. The watchdog runs in a task of its own, so
+//! a request wakes only the connection's task, never the watchdog's timers and channels.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use atomic_waker::AtomicWaker;
 use prometheus::IntGauge;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, watch};
@@ -120,6 +124,8 @@ pub struct Connection {
     phase: watch::Receiver<Phase>,
     pressure: watch::Receiver<u64>,
     accepted: Instant,
+    /// `accepted` on the coarse clock, in milliseconds.
+    accepted_ms: u64,
     /// Requests started: HTTP/1 heads or HTTP/2 streams.
     requests: AtomicU64,
     in_flight: AtomicU32,
@@ -135,6 +141,8 @@ pub struct Connection {
     h2: AtomicBool,
     /// The watchdog asked the connection to finish gracefully (see [`Connection::finish_asked`]).
     finish: AtomicBool,
+    /// The served task, to wake when it is asked to finish.
+    finish_waker: AtomicWaker,
 }
 
 impl Drop for Connection {
@@ -166,6 +174,7 @@ impl Connection {
             phase,
             pressure,
             accepted: Instant::now(),
+            accepted_ms: coarse_ms(),
             requests: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
             idle_since: AtomicU64::new(0),
@@ -174,12 +183,13 @@ impl Connection {
             last_activity: AtomicU64::new(0),
             h2: AtomicBool::new(false),
             finish: AtomicBool::new(false),
+            finish_waker: AtomicWaker::new(),
         })
     }
 
     #[inline]
     fn now(&self) -> u64 {
-        u64::try_from(self.accepted.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+        coarse_ms().saturating_sub(self.accepted_ms)
     }
 
     fn at(&self, ms: u64) -> Instant {
@@ -212,14 +222,20 @@ impl Connection {
     }
 
     /// Asks the connection to finish gracefully: finish what is in flight, take nothing new.
-    /// For a served future that checks [`Connection::finish_asked`] whenever it is polled
-    /// (`watch` polls it right after asking).
+    /// Wakes the served task if it waits in [`Connection::finish_asked`].
     pub fn ask_to_finish(&self) {
-        self.finish.store(true, Ordering::Relaxed);
+        self.finish.store(true, Ordering::Release);
+        self.finish_waker.wake();
     }
 
-    pub fn finish_asked(&self) -> bool {
-        self.finish.load(Ordering::Relaxed)
+    /// Whether the connection was asked to finish; if not, `cx`'s task is woken when it is.
+    #[inline]
+    pub fn finish_asked(&self, cx: &mut Context<'_>) -> bool {
+        if self.finish.load(Ordering::Acquire) {
+            return true;
+        }
+        self.finish_waker.register(cx.waker());
+        self.finish.load(Ordering::Acquire)
     }
 
     pub fn requests(&self) -> u64 {
@@ -402,26 +418,46 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WatchedIo<T> {
 /// How long an idle connection asked to finish gracefully may take before it is dropped.
 const IDLE_FINISH: Duration = Duration::from_secs(1);
 
-/// Runs `served` under the watchdog until it ends, or closes it (by dropping it) when a bound
-/// trips or the shutdown grace expires; `finish` asks it to end gracefully (HTTP/1: after the
-/// response in flight; HTTP/2: GOAWAY). Returns why it was closed, if a bound tripped.
-pub async fn watch<S: std::future::Future>(
+/// Runs `served`, and calls `finish` on it once (HTTP/1: end after the response in flight;
+/// HTTP/2: GOAWAY) when the connection is asked to finish.
+pub async fn finishing<S: std::future::Future>(
     served: S,
-    finish: impl Fn(Pin<&mut S>),
+    finish: impl FnOnce(Pin<&mut S>),
+    connection: &Connection,
+) -> S::Output {
+    tokio::pin!(served);
+    let mut finish = Some(finish);
+    std::future::poll_fn(|cx| {
+        if finish.is_some()
+            && connection.finish_asked(cx)
+            && let Some(finish) = finish.take()
+        {
+            finish(served.as_mut());
+        }
+        served.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// The watchdog of the connection served by the task `served`: waits until the task ends, or
+/// closes the connection (aborts the task, which drops its socket) when a bound trips or the
+/// shutdown grace expires. Asks the connection to finish gracefully when the listener drains
+/// or the connection idles out. Returns why it was closed, if a bound tripped.
+pub async fn watch(
+    mut served: tokio::task::JoinHandle<()>,
     connection: &Connection,
 ) -> Option<Close> {
-    tokio::pin!(served);
     let mut phase = connection.phase();
     let mut pressure = connection.pressure.clone();
     let mut finished = false;
     let mut idle_deadline: Option<Instant> = None;
-    loop {
+    let closed = loop {
         if !finished && *phase.borrow() == Phase::Draining {
-            finish(served.as_mut());
+            connection.ask_to_finish();
             finished = true;
         }
         if *phase.borrow() == Phase::Expired {
-            return None;
+            break None;
         }
         let next = match connection.check() {
             Ok(next) => next,
@@ -429,7 +465,7 @@ pub async fn watch<S: std::future::Future>(
             Err(Close::Idle) => match idle_deadline {
                 None => {
                     if !finished {
-                        finish(served.as_mut());
+                        connection.ask_to_finish();
                         finished = true;
                     }
                     let deadline = Instant::now() + IDLE_FINISH;
@@ -437,12 +473,12 @@ pub async fn watch<S: std::future::Future>(
                     deadline
                 }
                 Some(deadline) if Instant::now() < deadline => deadline,
-                Some(_) => return Some(Close::Idle),
+                Some(_) => break Some(Close::Idle),
             },
-            Err(reason) => return Some(reason),
+            Err(reason) => break Some(reason),
         };
         tokio::select! {
-            _ = served.as_mut() => return None,
+            _ = &mut served => return None,
             () = tokio::time::sleep_until(next.into()) => {}
             changed = phase.changed() => {
                 if changed.is_err() {
@@ -452,11 +488,21 @@ pub async fn watch<S: std::future::Future>(
             }
             Ok(()) = pressure.changed() => {
                 if connection.requests() == 0 && connection.in_flight.load(Ordering::Relaxed) == 0 {
-                    return Some(Close::Evicted);
+                    break Some(Close::Evicted);
                 }
             }
         }
-    }
+    };
+    served.abort();
+    closed
+}
+
+/// Milliseconds on the coarse monotonic clock.
+#[inline]
+fn coarse_ms() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    u64::try_from(now.tv_sec).unwrap_or(0) * 1000
+        + u64::try_from(now.tv_nsec).unwrap_or(0) / 1_000_000
 }
 
 /// A response body that keeps its request [`InFlight`] until it is finished or dropped, so a

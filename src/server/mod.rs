@@ -117,16 +117,18 @@ pub async fn run(
             phase.clone(),
             pressure.subscribe(),
         );
-        let served = serve_connection(
+        // Two tasks: the connection, woken by its socket; its watchdog, woken by its timer
+        // and the listener (see `conn`).
+        let served = tokio::spawn(serve_connection(
             stream,
             client,
             Arc::clone(&connection),
             Arc::clone(&context),
             Arc::clone(&shared),
-        );
+        ));
         let metrics = Arc::clone(&context.metrics);
         tokio::spawn(async move {
-            let closed = conn::watch(served, |_| connection.ask_to_finish(), &connection).await;
+            let closed = conn::watch(served, &connection).await;
             count_close(&metrics, closed);
         });
     }
@@ -198,16 +200,7 @@ async fn serve_connection(
     });
     let io = TokioIo::new(Rewind::new(io, rest));
     let served = shared.builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(served);
-    let mut finishing = false;
-    let _ = std::future::poll_fn(|cx| {
-        if !finishing && connection.finish_asked() {
-            served.as_mut().graceful_shutdown();
-            finishing = true;
-        }
-        served.as_mut().poll(cx)
-    })
-    .await;
+    let _ = conn::finishing(served, |served| served.graceful_shutdown(), &connection).await;
 }
 
 /// Hyper's HTTP/1 read buffer limit for `config` (it takes nothing below 8 KiB).
