@@ -15,7 +15,7 @@ use std::mem::MaybeUninit;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use http::Method;
 use http::header::{
     ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, HeaderName, ORIGIN,
@@ -31,6 +31,12 @@ use crate::syntax::{is_valid_authority, trim_ows};
 /// Header lines the fast path reads. A head with more goes to hyper (which has its own
 /// bound, `--max-headers`, and answers 431 past it); the masks below have one bit per line.
 const MAX_LINES: usize = 128;
+
+/// Longest target hyper takes (`u16::MAX - 1`); longer is its 414.
+const MAX_TARGET: usize = 65_534;
+
+/// Shortest field name hyper refuses (64 KiB); its 431.
+const MAX_NAME: usize = 1 << 16;
 
 /// Read size, and the read buffer's first capacity (as hyper's).
 const READ_CHUNK: usize = 8192;
@@ -67,7 +73,7 @@ pub(super) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
             let mut in_flight = None;
             loop {
                 let started = timed().then(Instant::now);
-                match answer(&buf, slots, context, &date, &mut out) {
+                match answer(&buf, slots, max_buf, context, &date, &mut out) {
                     Step::Answered(len) => {
                         if let Some(started) = started {
                             context
@@ -111,8 +117,12 @@ pub(super) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
         // Asked to finish: an idle keep-alive connection closes at once (as hyper's graceful
         // shutdown does); a head already begun is read to its end (bounded by the head
         // timeout) and answered.
-        buf.reserve(READ_CHUNK);
-        let read = io.read_buf(&mut buf);
+        // Never past hyper's buffer limit: a head that does not fit is never complete here,
+        // and goes to hyper, whose answer (431) it is.
+        let room = max_buf.saturating_sub(buf.len()).min(READ_CHUNK);
+        buf.reserve(room);
+        let mut limited = (&mut buf).limit(room);
+        let read = io.read_buf(&mut limited);
         tokio::pin!(read);
         let read = std::future::poll_fn(|cx| {
             if idle && connection.finish_asked(cx) {
@@ -152,6 +162,7 @@ enum Step {
 fn answer(
     buf: &[u8],
     slots: usize,
+    max_buf: usize,
     context: &Context,
     date: &[u8; DATE_LEN],
     out: &mut Vec<u8>,
@@ -161,7 +172,9 @@ fn answer(
     let mut lines = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_LINES];
     let mut request = httparse::Request::new(&mut []);
     let len = match request.parse_with_uninit_headers(buf, &mut lines[..slots]) {
-        Ok(httparse::Status::Complete(len)) => len,
+        // A head as large as hyper's buffer is hyper's to judge (431).
+        Ok(httparse::Status::Complete(len)) if len < max_buf => len,
+        Ok(httparse::Status::Complete(_)) => return Step::HandOver,
         Ok(httparse::Status::Partial) => return Step::Partial,
         // Malformed, too many lines: hyper's answer (400, 431).
         Err(_) => return Step::HandOver,
@@ -174,6 +187,10 @@ fn answer(
     let Some(target) = request.path else {
         return Step::HandOver;
     };
+    // Hyper refuses a target over 65 534 bytes (414).
+    if target.len() > MAX_TARGET {
+        return Step::HandOver;
+    }
     let Some(path_len) = plain_origin_form_path(target.as_bytes()) else {
         return Step::HandOver;
     };
@@ -284,6 +301,8 @@ impl<'h, 'b> Head<'h, 'b> {
             let name = line.name.as_bytes();
             let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
             match name.len() {
+                // Hyper refuses a field name of 64 KiB or more (431).
+                MAX_NAME.. => head.other = true,
                 4 if is("host") => head.host |= bit,
                 6 if is("origin") => head.origin |= bit,
                 6 if is("expect") => head.other = true,
