@@ -14,31 +14,31 @@ use serde::Deserialize;
 use crate::support::{expand, policy};
 
 #[derive(Deserialize)]
-struct File {
-    suite: Vec<Suite>,
+pub struct File {
+    pub suite: Vec<Suite>,
 }
 
 #[derive(Deserialize)]
-struct Suite {
-    name: String,
-    rules: String,
-    case: Vec<Case>,
+pub struct Suite {
+    pub name: String,
+    pub rules: String,
+    pub case: Vec<Case>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct Case {
-    desc: String,
-    method: Option<String>,
+pub struct Case {
+    pub desc: String,
+    pub method: Option<String>,
     origin: Option<Lines>,
     acrm: Option<Lines>,
     #[serde(default)]
     acrh: Vec<String>,
     acrpn: Option<String>,
-    url: Option<String>,
-    expect: String,
+    pub url: Option<String>,
+    pub expect: String,
     rule: Option<String>,
-    status: Option<u16>,
+    pub status: Option<u16>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
     #[serde(default)]
@@ -61,7 +61,13 @@ impl Lines {
     }
 }
 
-fn header_map(case: &Case) -> HeaderMap {
+/// The vectors of `tests/data/preflight.toml`.
+pub fn vectors() -> File {
+    toml::from_str(include_str!("../data/preflight.toml"))
+        .expect("tests/data/preflight.toml parses")
+}
+
+pub fn header_map(case: &Case) -> HeaderMap {
     let mut headers = HeaderMap::new();
     let mut add = |name: &HeaderName, value: &str| {
         let value = HeaderValue::from_bytes(expand(value).as_bytes())
@@ -85,8 +91,7 @@ fn header_map(case: &Case) -> HeaderMap {
 
 #[test]
 fn preflight_vectors() {
-    let text = include_str!("../data/preflight.toml");
-    let file: File = toml::from_str(text).expect("tests/data/preflight.toml parses");
+    let file = vectors();
     let mut failures = Vec::new();
     let mut count = 0;
     for suite in &file.suite {

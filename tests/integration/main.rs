@@ -3,6 +3,8 @@
 mod browser;
 mod cli;
 mod decision;
+mod differential;
+mod fast_path;
 mod fill;
 mod lifecycle;
 mod limits;

@@ -524,7 +524,8 @@ fn read_fields(reader: &mut impl BufRead) -> Vec<(String, String)> {
     }
 }
 
-/// A preflight request's raw bytes.
+/// A preflight request's raw bytes, as a browser sends it (keep-alive, no `Connection`
+/// field): the fast path answers it on a fresh connection.
 pub fn preflight(path: &str, host: &str, origin: &str, method: &str, headers: &str) -> String {
     let mut request = format!(
         "OPTIONS {path} HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nAccess-Control-Request-Method: {method}\r\n"
@@ -532,7 +533,7 @@ pub fn preflight(path: &str, host: &str, origin: &str, method: &str, headers: &s
     if !headers.is_empty() {
         request.push_str(&format!("Access-Control-Request-Headers: {headers}\r\n"));
     }
-    request.push_str("Connection: close\r\n\r\n");
+    request.push_str("\r\n");
     request
 }
 
