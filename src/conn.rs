@@ -2,11 +2,12 @@
 //! (released only when the socket closes, upgraded tunnels included), the requests in flight,
 //! and the clocks a watchdog reads to close it when it sends nothing, idles, or stops reading.
 //!
-//! The same mechanism serves every listener and every protocol: the data listener's HTTP/1
-//! and HTTP/2 connections, the tunnels they become, and the admin listener. It observes the
-//! socket through [`WatchedIo`] and the requests through [`InFlight`] guards, and decides in
-//! [`Connection::check`]; it needs nothing from hyper but a way to ask a connection to finish
-//! gracefully.
+//! The same mechanism serves every listener, path and protocol: the data listener's fast path,
+//! its HTTP/1 and HTTP/2 connections served by hyper, the tunnels they become, and the admin
+//! listener. It observes the socket through [`WatchedIo`] and the requests through
+//! [`InFlight`] guards, and decides in [`Connection::check`]; it asks a connection to finish
+//! gracefully with a flag its task checks ([`Connection::finish_asked`], [`finishing`]) and
+//! closes one by aborting its task.
 //!
 //! Clocks are milliseconds since accept in atomics, read from the coarse monotonic clock
 //! (`CLOCK_MONOTONIC_COARSE`: a vDSO read of the last tick, no TSC read; a few milliseconds of

@@ -114,9 +114,6 @@ pub(super) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
         if !idle {
             connection.head_pending();
         }
-        // Asked to finish: an idle keep-alive connection closes at once (as hyper's graceful
-        // shutdown does); a head already begun is read to its end (bounded by the head
-        // timeout) and answered.
         // Never past hyper's buffer limit: a head that does not fit is never complete here,
         // and goes to hyper, whose answer (431) it is.
         let room = max_buf.saturating_sub(buf.len()).min(READ_CHUNK);
@@ -124,6 +121,9 @@ pub(super) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
         let mut limited = (&mut buf).limit(room);
         let read = io.read_buf(&mut limited);
         tokio::pin!(read);
+        // Asked to finish: an idle keep-alive connection closes at once (as hyper's graceful
+        // shutdown does); a head already begun is read to its end (bounded by the head
+        // timeout) and answered.
         let read = std::future::poll_fn(|cx| {
             if idle && connection.finish_asked(cx) {
                 return std::task::Poll::Ready(None);

@@ -1,6 +1,8 @@
-//! The data listener: the accept loop (HTTP/1.1 and h2c on one port, through hyper-util's
-//! auto builder), each connection under the watchdog of `conn` from accept to close, and the
-//! request handler. Everything it serves with comes in through [`Context`]; the composition
+//! The data listener: the accept loop, each connection under the watchdog of `conn` from
+//! accept to close; the HTTP/1.1 fast path every connection starts on (`fast`); hyper
+//! (HTTP/1.1 and h2c on one port, through hyper-util's auto builder) for the rest of a
+//! connection from its first request the fast path does not answer (`rewind`); and hyper's
+//! request handler (`handler`). Everything it serves with comes in through [`Context`]; the composition
 //! root (`app`) builds it and decides when to stop.
 
 mod fast;
