@@ -6,7 +6,7 @@
 //! its HTTP/1 and HTTP/2 connections served by hyper, the tunnels they become, and the admin
 //! listener. It observes the socket through [`WatchedIo`] and the requests through
 //! [`InFlight`] guards, and decides in [`Connection::check`]; it asks a connection to finish
-//! gracefully with a flag its task checks ([`Connection::finish_asked`], [`finishing`]) and
+//! gracefully with a flag its task checks ([`FinishWatch`], [`finishing`]) and
 //! closes one by aborting its task.
 //!
 //! Clocks are milliseconds since accept in atomics, read from the coarse monotonic clock
@@ -140,7 +140,7 @@ pub struct Connection {
     last_activity: AtomicU64,
     /// The client spoke the HTTP/2 preface: no head timeout after the first request.
     h2: AtomicBool,
-    /// The watchdog asked the connection to finish gracefully (see [`Connection::finish_asked`]).
+    /// The watchdog asked the connection to finish gracefully (see [`FinishWatch`]).
     finish: AtomicBool,
     /// The served task, to wake when it is asked to finish.
     finish_waker: AtomicWaker,
@@ -204,9 +204,28 @@ impl Connection {
 
     /// A request begins; it is in flight until the guard drops (with its response body).
     pub fn request_started(self: &Arc<Self>) -> InFlight {
+        self.start_request();
+        InFlight(Arc::clone(self))
+    }
+
+    /// A batch of requests begins, answered before the caller next waits for the client.
+    pub fn batch_started(&self) -> Batch<'_> {
+        self.start_request();
+        Batch(self)
+    }
+
+    #[inline]
+    fn start_request(&self) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(Arc::clone(self))
+    }
+
+    #[inline]
+    fn request_ended(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.idle_since.store(self.now(), Ordering::Relaxed);
+            self.head_started.store(0, Ordering::Relaxed);
+        }
     }
 
     /// Bytes of a next head are already buffered when a request ends (pipelining): its head
@@ -223,19 +242,13 @@ impl Connection {
     }
 
     /// Asks the connection to finish gracefully: finish what is in flight, take nothing new.
-    /// Wakes the served task if it waits in [`Connection::finish_asked`].
+    /// Wakes the served task if it waits in [`FinishWatch::asked`].
     pub fn ask_to_finish(&self) {
         self.finish.store(true, Ordering::Release);
         self.finish_waker.wake();
     }
 
-    /// Whether the connection was asked to finish; if not, `cx`'s task is woken when it is.
-    #[inline]
-    pub fn finish_asked(&self, cx: &mut Context<'_>) -> bool {
-        if self.finish.load(Ordering::Acquire) {
-            return true;
-        }
-        self.finish_waker.register(cx.waker());
+    fn finish_flag(&self) -> bool {
         self.finish.load(Ordering::Acquire)
     }
 
@@ -337,13 +350,18 @@ pub struct InFlight(Arc<Connection>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let connection = &self.0;
-        if connection.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
-            connection
-                .idle_since
-                .store(connection.now(), Ordering::Relaxed);
-            connection.head_started.store(0, Ordering::Relaxed);
-        }
+        self.0.request_ended();
+    }
+}
+
+/// Requests in flight on a [`Connection`] that the task holding it answers before it next
+/// waits (the fast path's batch of answers): an [`InFlight`] without the reference count.
+#[derive(Debug)]
+pub struct Batch<'c>(&'c Connection);
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        self.0.request_ended();
     }
 }
 
@@ -419,6 +437,34 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WatchedIo<T> {
 /// How long an idle connection asked to finish gracefully may take before it is dropped.
 const IDLE_FINISH: Duration = Duration::from_secs(1);
 
+/// A served task's view of [`Connection::ask_to_finish`]: whether it was asked, and if not, a
+/// wake-up when it is. The task's waker is registered once, not on every poll: registering is
+/// a locked compare-and-swap, and the fast path polls its socket once per request.
+#[derive(Debug, Default)]
+pub struct FinishWatch {
+    registered: Option<std::task::Waker>,
+}
+
+impl FinishWatch {
+    #[inline]
+    pub fn asked(&mut self, connection: &Connection, cx: &mut Context<'_>) -> bool {
+        if connection.finish_flag() {
+            return true;
+        }
+        if !self
+            .registered
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()))
+        {
+            connection.finish_waker.register(cx.waker());
+            self.registered = Some(cx.waker().clone());
+        }
+        // Asked between the first look and the registration: its wake-up may have gone to
+        // no one.
+        connection.finish_flag()
+    }
+}
+
 /// Runs `served`, and calls `finish` on it once (HTTP/1: end after the response in flight;
 /// HTTP/2: GOAWAY) when the connection is asked to finish.
 pub async fn finishing<S: std::future::Future>(
@@ -428,9 +474,10 @@ pub async fn finishing<S: std::future::Future>(
 ) -> S::Output {
     tokio::pin!(served);
     let mut finish = Some(finish);
+    let mut watch = FinishWatch::default();
     std::future::poll_fn(|cx| {
         if finish.is_some()
-            && connection.finish_asked(cx)
+            && watch.asked(connection, cx)
             && let Some(finish) = finish.take()
         {
             finish(served.as_mut());

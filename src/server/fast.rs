@@ -8,7 +8,7 @@
 //! answer: a head hyper would refuse (400, 431) is handed over, not answered, so the error
 //! answers are hyper's by construction. The client limits are the watchdog's (`conn`), the
 //! same for both paths: the fast path reads and writes through `WatchedIo` and holds an
-//! `InFlight` guard while it answers, as hyper's service does.
+//! `Batch` guard (a request in flight) while it answers, as hyper's service holds `InFlight`.
 
 use std::future::Future;
 use std::mem::MaybeUninit;
@@ -23,7 +23,7 @@ use http::header::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::handler::{Context, log_denial};
-use crate::conn::Connection;
+use crate::conn::{Connection, FinishWatch};
 use crate::cors::{self, DATE_LEN, Decision, Fields};
 use crate::fetch::ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK;
 use crate::syntax::{is_valid_authority, trim_ows};
@@ -65,6 +65,7 @@ pub(super) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::new();
     let slots = max_lines.clamp(1, MAX_LINES);
+    let mut finish = FinishWatch::default();
     loop {
         // Answer every complete preflight in the buffer (pipelining: in order, in one write).
         let mut handing_over = false;
@@ -82,7 +83,7 @@ pub(super) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
                                 .observe(started.elapsed().as_secs_f64());
                         }
                         if in_flight.is_none() {
-                            in_flight = Some(connection.request_started());
+                            in_flight = Some(connection.batch_started());
                         }
                         buf.advance(len);
                         if buf.is_empty() {
@@ -125,7 +126,7 @@ pub(super) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
         // shutdown does); a head already begun is read to its end (bounded by the head
         // timeout) and answered.
         let read = std::future::poll_fn(|cx| {
-            if idle && connection.finish_asked(cx) {
+            if idle && finish.asked(connection, cx) {
                 return std::task::Poll::Ready(None);
             }
             read.as_mut().poll(cx).map(Some)
@@ -213,12 +214,9 @@ fn answer(
         path: path.as_bytes(),
         headers: &head,
     };
-    if !cors::is_preflight(view.method, &head) {
-        return Step::HandOver;
-    }
     let active = context.live.load();
     let Decision::Answer(answer) = cors::decide(&active.policy, &view) else {
-        // Forwarded (`unmatched = "forward"`): the proxy's, which decides it again.
+        // Not a preflight, or forwarded (`unmatched = "forward"`): the proxy's.
         return Step::HandOver;
     };
     if !active.wire.write(&answer, &head, date, out) {
