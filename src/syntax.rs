@@ -74,6 +74,37 @@ pub fn line_items<'a>(lines: impl Iterator<Item = &'a [u8]>) -> impl Iterator<It
     lines.flat_map(list_items)
 }
 
+/// A byte of an RFC 3986 `reg-name` (3.2.2): `unreserved`, `pct-encoded` (its `%` and hex
+/// digits) or `sub-delims`.
+#[inline]
+pub fn is_reg_name(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'%'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+        )
+}
+
+/// A byte of an RFC 3986 `pchar` (3.3): a `reg-name` byte, `:` or `@`.
+#[inline]
+pub fn is_pchar(b: u8) -> bool {
+    is_reg_name(b) || b == b':' || b == b'@'
+}
+
 /// RFC 9112 3.2 / RFC 3986 3.2.2-3.2.3: `uri-host [ ":" port ]`, where `uri-host` is an
 /// IP-literal in brackets or a reg-name (unreserved, percent-encoded and sub-delims bytes;
 /// IPv4 addresses are reg-names by syntax). Anything else (a space, `@` userinfo, a path,
@@ -98,29 +129,8 @@ pub fn is_valid_authority(authority: &[u8]) -> bool {
             None => (authority, &authority[authority.len()..]),
         }
     };
-    let host_ok = host.first() == Some(&b'[')
-        || (!host.is_empty()
-            && host.iter().all(|&b| {
-                b.is_ascii_alphanumeric()
-                    || matches!(
-                        b,
-                        b'-' | b'.'
-                            | b'_'
-                            | b'~'
-                            | b'%'
-                            | b'!'
-                            | b'$'
-                            | b'&'
-                            | b'\''
-                            | b'('
-                            | b')'
-                            | b'*'
-                            | b'+'
-                            | b','
-                            | b';'
-                            | b'='
-                    )
-            }));
+    let host_ok =
+        host.first() == Some(&b'[') || (!host.is_empty() && host.iter().all(|&b| is_reg_name(b)));
     let port_ok = match port {
         [] => true,
         [b':', digits @ ..] => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),

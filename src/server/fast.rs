@@ -26,7 +26,7 @@ use super::handler::{Context, log_denial};
 use crate::conn::{Connection, FinishWatch};
 use crate::cors::{self, DATE_LEN, Decision, Fields};
 use crate::fetch::ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK;
-use crate::syntax::{is_valid_authority, trim_ows};
+use crate::syntax::{is_pchar, is_valid_authority, trim_ows};
 
 /// Header lines the fast path reads. A head with more goes to hyper (which has its own
 /// bound, `--max-headers`, and answers 431 past it); the masks below have one bit per line.
@@ -236,31 +236,9 @@ fn plain_origin_form_path(target: &[u8]) -> Option<usize> {
     if target.first() != Some(&b'/') {
         return None;
     }
-    let plain = target.iter().all(|&b| {
-        b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'%'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-                    | b':'
-                    | b'@'
-                    | b'/'
-                    | b'?'
-            )
-    });
+    let plain = target
+        .iter()
+        .all(|&b| is_pchar(b) || b == b'/' || b == b'?');
     plain.then(|| {
         target
             .iter()
