@@ -16,6 +16,7 @@ use crate::proxy::{Upstream, UpstreamConfig};
 use crate::reload::{self, ReloadConfig};
 use crate::sd_notify;
 use crate::server::{self, Context, ListenerConfig};
+use crate::tls;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -31,6 +32,9 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub listener: ListenerConfig,
+    /// `--tls-cert` / `--tls-key`, in the order given: TLS on the data listener when set.
+    pub tls_certs: Vec<std::path::PathBuf>,
+    pub tls_keys: Vec<std::path::PathBuf>,
     /// Admin connections open at once.
     pub admin_max_connections: usize,
     pub workers: usize,
@@ -135,6 +139,10 @@ pub fn serve(config: ServeConfig) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let tls = match tls_config(&config) {
+        Ok(tls) => tls,
+        Err(code) => return code,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.workers.max(1))
         .enable_all()
@@ -151,7 +159,7 @@ pub fn serve(config: ServeConfig) -> ExitCode {
         metrics,
         upstream,
     });
-    let code = runtime.block_on(run(config, context));
+    let code = runtime.block_on(run(config, context, tls));
     runtime.shutdown_timeout(Duration::from_secs(1));
     tracing::info!(code = ?code, "stopped");
     code
@@ -167,7 +175,44 @@ async fn bind(address: SocketAddr, flag: &str) -> Option<TcpListener> {
     }
 }
 
-async fn run(config: ServeConfig, context: Arc<Context>) -> ExitCode {
+/// The TLS configuration of the data listener, if any. Every error of every pair is logged
+/// with its file, and the process exits as for bad rules (1); unpaired flags are a usage
+/// error (2).
+fn tls_config(config: &ServeConfig) -> Result<Option<Arc<rustls::ServerConfig>>, ExitCode> {
+    if config.tls_certs.is_empty() && config.tls_keys.is_empty() {
+        return Ok(None);
+    }
+    if config.tls_certs.len() != config.tls_keys.len() {
+        tracing::error!(
+            certificates = config.tls_certs.len(),
+            keys = config.tls_keys.len(),
+            "--tls-cert and --tls-key come in pairs"
+        );
+        return Err(ExitCode::from(2));
+    }
+    let pairs: Vec<tls::PairFiles> = config
+        .tls_certs
+        .iter()
+        .zip(&config.tls_keys)
+        .map(|(cert, key)| tls::PairFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        })
+        .collect();
+    tls::server_config(&pairs).map(Some).map_err(|errors| {
+        for error in &errors {
+            tracing::error!(file = %error.file.display(), "{}", error.reason);
+        }
+        tracing::error!(errors = errors.len(), "cannot serve TLS: no change made");
+        ExitCode::FAILURE
+    })
+}
+
+async fn run(
+    config: ServeConfig,
+    context: Arc<Context>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> ExitCode {
     let Some(listener) = bind(config.listen, "--listen").await else {
         return ExitCode::FAILURE;
     };
@@ -196,6 +241,7 @@ async fn run(config: ServeConfig, context: Arc<Context>) -> ExitCode {
     sd_notify::ready();
     tracing::info!(
         listen = %local(&listener),
+        tls = tls.is_some(),
         admin = %admin_address,
         upstream = config.upstream.as_ref().map_or("(none)", |u| u.url.as_str()),
         "serving"
@@ -210,6 +256,7 @@ async fn run(config: ServeConfig, context: Arc<Context>) -> ExitCode {
     server::run(
         listener,
         &config.listener,
+        tls.map(tokio_rustls::TlsAcceptor::from),
         context,
         shutdown,
         config.shutdown_grace,

@@ -35,3 +35,4 @@ pub mod reload;
 pub mod sd_notify;
 pub mod server;
 pub mod throttle;
+pub mod tls;

@@ -90,9 +90,27 @@ pub struct ServeArgs {
     /// Unset: preflights are answered, everything else gets 502
     #[arg(long, env = "PREFLIGHTD_UPSTREAM")]
     pub upstream: Option<String>,
-    /// Data listener address (HTTP/1.1 and h2c)
+    /// Data listener address (HTTP/1.1 and h2c; TLS with --tls-cert)
     #[arg(long, env = "PREFLIGHTD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Serve TLS on --listen with this PEM certificate chain (leaf first); repeatable, each
+    /// with its --tls-key in the same order; chosen per connection by SNI, the first for a
+    /// client without SNI or with an unknown name
+    #[arg(
+        long = "tls-cert",
+        env = "PREFLIGHTD_TLS_CERT",
+        value_delimiter = ',',
+        requires = "tls_key"
+    )]
+    pub tls_cert: Vec<PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of the --tls-cert at the same position
+    #[arg(
+        long = "tls-key",
+        env = "PREFLIGHTD_TLS_KEY",
+        value_delimiter = ',',
+        requires = "tls_cert"
+    )]
+    pub tls_key: Vec<PathBuf>,
     /// Admin listener address (/metrics, /healthz, /readyz, /rules)
     #[arg(
         long,
@@ -223,6 +241,8 @@ impl ServeArgs {
             },
             upstream,
             listen: self.listen,
+            tls_certs: self.tls_cert,
+            tls_keys: self.tls_key,
             admin_listen: self.admin_listen,
             listener: ListenerConfig {
                 max_connections: self.max_connections,

@@ -103,6 +103,7 @@ static VIA_2: HeaderValue = HeaderValue::from_static("2 preflightd");
 static VIA_1_0: HeaderValue = HeaderValue::from_static("1.0 preflightd");
 static VIA_1_1: HeaderValue = HeaderValue::from_static("1.1 preflightd");
 pub static PROTO_HTTP: HeaderValue = HeaderValue::from_static("http");
+pub static PROTO_HTTPS: HeaderValue = HeaderValue::from_static("https");
 
 /// `Via: <received-protocol> preflightd` (RFC 9110 §7.6.3), e.g. `1.1 preflightd`.
 pub fn append_via(headers: &mut HeaderMap, version: http::Version) {

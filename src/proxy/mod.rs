@@ -88,6 +88,8 @@ pub struct ClientConnection {
     connection: Arc<Connection>,
     /// `--client-body-timeout`.
     body_timeout: Duration,
+    /// `X-Forwarded-Proto`: `https` when the client came over TLS.
+    proto: &'static HeaderValue,
 }
 
 /// An upstream connection kept between requests, and since when it has been idle.
@@ -97,7 +99,12 @@ struct Kept {
 }
 
 impl ClientConnection {
-    pub fn new(client: SocketAddr, connection: Arc<Connection>, body_timeout: Duration) -> Self {
+    pub fn new(
+        client: SocketAddr,
+        connection: Arc<Connection>,
+        body_timeout: Duration,
+        secure: bool,
+    ) -> Self {
         let ip = client.ip().to_string();
         ClientConnection {
             upstream: crossbeam_utils::atomic::AtomicCell::new(None),
@@ -106,6 +113,11 @@ impl ClientConnection {
                 .unwrap_or(HeaderValue::from_static("unknown")),
             connection,
             body_timeout,
+            proto: if secure {
+                &headers::PROTO_HTTPS
+            } else {
+                &headers::PROTO_HTTP
+            },
         }
     }
 }
@@ -283,7 +295,7 @@ impl Upstream {
         if self.forwarded_headers {
             headers::append_via(&mut parts.headers, version);
             headers::append_item(&mut parts.headers, &X_FORWARDED_FOR, &client.forwarded_for);
-            headers::append_item(&mut parts.headers, &X_FORWARDED_PROTO, &headers::PROTO_HTTP);
+            headers::append_item(&mut parts.headers, &X_FORWARDED_PROTO, client.proto);
         }
         parts.version = http::Version::HTTP_11;
         let (body, upload) = ClientBody::new(body);

@@ -19,6 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
 
 use crate::conn::{self, Close, Connection, Limits, Phase, Pressure, WatchedIo};
 use crate::metrics::{ClientError, Metrics};
@@ -74,6 +75,7 @@ const H2_SEND_BUFFER: usize = 64 * 1024;
 pub async fn run(
     listener: TcpListener,
     config: &ListenerConfig,
+    tls: Option<TlsAcceptor>,
     context: Arc<Context>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
@@ -88,6 +90,7 @@ pub async fn run(
         max_buf: hyper_max_buf(config),
         max_headers: config.max_headers,
         client_body_timeout: config.client_body_timeout,
+        tls,
     });
     let limits = config.limits();
     loop {
@@ -158,11 +161,13 @@ struct PerListener {
     max_buf: usize,
     max_headers: usize,
     client_body_timeout: Duration,
+    /// TLS on this listener (`--tls-cert`).
+    tls: Option<TlsAcceptor>,
 }
 
-/// One client connection: the fast path first (`fast`), then, from the first request it does
-/// not answer, hyper with the bytes read so far. Asked to finish (`Connection::ask_to_finish`),
-/// the fast path closes when idle, and hyper shuts down gracefully.
+/// One client connection: the TLS handshake when the listener serves TLS (under the
+/// watchdog's first-head clock, like everything before the first request), then
+/// [`serve_io`].
 async fn serve_connection(
     stream: TcpStream,
     client: SocketAddr,
@@ -170,6 +175,29 @@ async fn serve_connection(
     context: Arc<Context>,
     shared: Arc<PerListener>,
 ) {
+    match &shared.tls {
+        None => serve_io(stream, false, client, connection, context, &shared).await,
+        Some(acceptor) => match acceptor.accept(stream).await {
+            Ok(stream) => serve_io(stream, true, client, connection, context, &shared).await,
+            Err(e) => tracing::debug!(error = %e, "TLS handshake failed"),
+        },
+    }
+}
+
+/// One client connection's bytes: the fast path first (`fast`), then, from the first request
+/// it does not answer, hyper with the bytes read so far. Asked to finish
+/// (`Connection::ask_to_finish`), the fast path closes when idle, and hyper shuts down
+/// gracefully. `secure`: it came over TLS (`X-Forwarded-Proto: https`).
+async fn serve_io<S>(
+    stream: S,
+    secure: bool,
+    client: SocketAddr,
+    connection: Arc<Connection>,
+    context: Arc<Context>,
+    shared: &PerListener,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let mut io = WatchedIo::new(stream, Arc::clone(&connection));
     let rest = match fast::serve(
         &mut io,
@@ -189,6 +217,7 @@ async fn serve_connection(
         client,
         Arc::clone(&connection),
         shared.client_body_timeout,
+        secure,
     ));
     let service_connection = Arc::clone(&connection);
     let service = service_fn(move |request| {

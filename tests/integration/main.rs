@@ -15,6 +15,7 @@ mod properties;
 mod proxy;
 mod reload;
 mod support;
+mod tls;
 mod upstream_failures;
 mod upstream_faults;
 mod validation;
