@@ -82,17 +82,22 @@ step "promtool check rules / test rules"
 "$promtool" test rules deploy/prometheus/alerts_test.yaml
 
 step "promtool check metrics on a real scrape"
+# Over TLS, so the certificate families are exported too (a throwaway self-signed pair).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -subj /CN=api.example.com -addext subjectAltName=DNS:api.example.com \
+  -keyout "$work/tls.key" -out "$work/tls.crt" 2> /dev/null
 "$binary" serve --rules rules/ --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --log-format json \
-  --no-watch 2> "$work/serve.log" &
+  --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" --no-watch 2> "$work/serve.log" &
 pid=$!
 for _ in $(seq 100); do grep -q '"serving"' "$work/serve.log" && break; sleep 0.1; done
 read -r data admin < <("$venv/bin/python" scripts/deploy_checks.py serving "$work/serve.log")
-# Populate the labelled families: an allowed and a denied preflight, a proxied request (502).
-curl -s -o /dev/null -X OPTIONS "http://$data/v1/x" -H 'Host: api.example.com' \
+# Populate the labelled families: an allowed and a denied preflight, a proxied request (502),
+# each a TLS handshake.
+curl -sk -o /dev/null -X OPTIONS "https://$data/v1/x" -H 'Host: api.example.com' \
   -H 'Origin: https://app.example.com' -H 'Access-Control-Request-Method: PUT'
-curl -s -o /dev/null -X OPTIONS "http://$data/v1/x" -H 'Host: api.example.com' \
+curl -sk -o /dev/null -X OPTIONS "https://$data/v1/x" -H 'Host: api.example.com' \
   -H 'Origin: https://evil.example' -H 'Access-Control-Request-Method: PUT'
-curl -s -o /dev/null "http://$data/"
+curl -sk -o /dev/null "https://$data/"
 curl -sf "http://$admin/metrics" > "$work/metrics.txt"
 "$promtool" check metrics < "$work/metrics.txt"
 "$venv/bin/python" scripts/deploy_checks.py metrics "$work/metrics.txt"

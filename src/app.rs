@@ -139,7 +139,7 @@ pub fn serve(config: ServeConfig) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let tls = match tls_config(&config) {
+    let tls = match tls_config(&config, &metrics) {
         Ok(tls) => tls,
         Err(code) => return code,
     };
@@ -175,10 +175,10 @@ async fn bind(address: SocketAddr, flag: &str) -> Option<TcpListener> {
     }
 }
 
-/// The TLS configuration of the data listener, if any. Every error of every pair is logged
-/// with its file, and the process exits as for bad rules (1); unpaired flags are a usage
-/// error (2).
-fn tls_config(config: &ServeConfig) -> Result<Option<Arc<rustls::ServerConfig>>, ExitCode> {
+/// The data listener's certificates and TLS configuration, if any. Every error of every
+/// pair is logged with its file, and the process exits as for bad rules (1); unpaired flags
+/// are a usage error (2).
+fn tls_config(config: &ServeConfig, metrics: &Arc<Metrics>) -> Result<Option<Tls>, ExitCode> {
     if config.tls_certs.is_empty() && config.tls_keys.is_empty() {
         return Ok(None);
     }
@@ -199,20 +199,28 @@ fn tls_config(config: &ServeConfig) -> Result<Option<Arc<rustls::ServerConfig>>,
             key: key.clone(),
         })
         .collect();
-    tls::server_config(&pairs).map(Some).map_err(|errors| {
+    let fail = |errors: Vec<tls::PairError>| {
         for error in &errors {
             tracing::error!(file = %error.file.display(), "{}", error.reason);
         }
         tracing::error!(errors = errors.len(), "cannot serve TLS: no change made");
         ExitCode::FAILURE
-    })
+    };
+    let certificates = tls::Certificates::load(pairs, Arc::clone(metrics)).map_err(fail)?;
+    let server = tls::server_config(Arc::clone(&certificates)).map_err(|e| fail(vec![e]))?;
+    Ok(Some(Tls {
+        certificates,
+        server,
+    }))
 }
 
-async fn run(
-    config: ServeConfig,
-    context: Arc<Context>,
-    tls: Option<Arc<rustls::ServerConfig>>,
-) -> ExitCode {
+/// TLS on the data listener: what the reload task re-reads, and what handshakes use.
+struct Tls {
+    certificates: Arc<tls::Certificates>,
+    server: Arc<rustls::ServerConfig>,
+}
+
+async fn run(config: ServeConfig, context: Arc<Context>, tls: Option<Tls>) -> ExitCode {
     let Some(listener) = bind(config.listen, "--listen").await else {
         return ExitCode::FAILURE;
     };
@@ -234,7 +242,12 @@ async fn run(
     ));
     // Signal handlers are registered before the service says it is ready, so that no early
     // SIGHUP or SIGTERM takes the default action and ends the process.
-    reload::spawn(&config.reload, Arc::clone(&live), stop_rx);
+    reload::spawn(
+        &config.reload,
+        Arc::clone(&live),
+        tls.as_ref().map(|tls| Arc::clone(&tls.certificates)),
+        stop_rx,
+    );
     let terminate = signal(SignalKind::terminate()).ok();
     let interrupt = signal(SignalKind::interrupt()).ok();
     live.set_ready(true);
@@ -256,7 +269,7 @@ async fn run(
     server::run(
         listener,
         &config.listener,
-        tls.map(tokio_rustls::TlsAcceptor::from),
+        tls.map(|tls| tokio_rustls::TlsAcceptor::from(tls.server)),
         context,
         shutdown,
         config.shutdown_grace,

@@ -7,8 +7,8 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::cors::{Outcome, RESULT_LABELS};
@@ -35,6 +35,31 @@ pub const CLIENT_ERROR_KINDS: [&str; 9] = [
     "admin_header_timeout",
     "evicted",
 ];
+
+/// The `result` values of `preflightd_tls_handshakes_total`, in [`TlsHandshake`] order.
+pub const TLS_HANDSHAKE_RESULTS: [&str; 6] = [
+    "success",
+    "incompatible",
+    "malformed",
+    "alert",
+    "eof",
+    "other",
+];
+
+/// How a TLS handshake ended: a small fixed set, so failures can be alerted on by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsHandshake {
+    Success,
+    /// Nothing in common: protocol version, cipher suites, ALPN, signature schemes.
+    Incompatible,
+    /// Not TLS, or broken TLS (a plain HTTP request on the TLS port).
+    Malformed,
+    /// The client aborted with an alert (for instance, it does not trust the certificate).
+    Alert,
+    /// The client closed the connection mid-handshake.
+    Eof,
+    Other,
+}
 
 /// A request the client got wrong or gave up on: counted apart from upstream errors, which
 /// page someone (the upstream is not at fault).
@@ -87,6 +112,10 @@ pub struct Metrics {
     log_drops_seen: std::sync::atomic::AtomicU64,
     pub connections_open: IntGauge,
     reloads: IntCounterVec,
+    tls_handshakes: [IntCounter; TLS_HANDSHAKE_RESULTS.len()],
+    tls_reloads: IntCounterVec,
+    /// `notAfter` of each served certificate, by its file.
+    pub tls_certificate_expiry: GaugeVec,
     pub last_reload_successful: IntGauge,
     pub last_reload_success_timestamp: Gauge,
     pub rules_loaded: IntGauge,
@@ -167,6 +196,27 @@ impl Metrics {
             ),
             &["result", "trigger"],
         )?;
+        let tls_handshakes = IntCounterVec::new(
+            Opts::new(
+                "preflightd_tls_handshakes_total",
+                "TLS handshakes on the data listener, by result",
+            ),
+            &["result"],
+        )?;
+        let tls_reloads = IntCounterVec::new(
+            Opts::new(
+                "preflightd_tls_certificate_reloads_total",
+                "Certificate reload attempts, by result and what triggered them",
+            ),
+            &["result", "trigger"],
+        )?;
+        let tls_certificate_expiry = GaugeVec::new(
+            Opts::new(
+                "preflightd_tls_certificate_expiry_timestamp_seconds",
+                "Unix time at which each served certificate expires (notAfter), by its file",
+            ),
+            &["certificate"],
+        )?;
         let last_reload_successful = IntGauge::new(
             "preflightd_rules_last_reload_successful",
             "1 if the last reload attempt applied or found no change, 0 if it failed",
@@ -202,6 +252,9 @@ impl Metrics {
             Box::new(log_lines_dropped.clone()),
             Box::new(connections_open.clone()),
             Box::new(reloads.clone()),
+            Box::new(tls_handshakes.clone()),
+            Box::new(tls_reloads.clone()),
+            Box::new(tls_certificate_expiry.clone()),
             Box::new(last_reload_successful.clone()),
             Box::new(last_reload_success_timestamp.clone()),
             Box::new(rules_loaded.clone()),
@@ -236,6 +289,9 @@ impl Metrics {
             upstream_duration,
             connections_open,
             reloads,
+            tls_handshakes: TLS_HANDSHAKE_RESULTS.map(|r| tls_handshakes.with_label_values(&[r])),
+            tls_reloads,
+            tls_certificate_expiry,
             last_reload_successful,
             last_reload_success_timestamp,
             rules_loaded,
@@ -254,6 +310,14 @@ impl Metrics {
 
     pub fn count_client_error(&self, kind: ClientError) {
         self.client_errors[kind as usize].inc();
+    }
+
+    pub fn count_tls_handshake(&self, result: TlsHandshake) {
+        self.tls_handshakes[result as usize].inc();
+    }
+
+    pub fn count_tls_reload(&self, result: &str, trigger: &str) {
+        self.tls_reloads.with_label_values(&[result, trigger]).inc();
     }
 
     pub fn count_reload(&self, result: &str, trigger: &str) {

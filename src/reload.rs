@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::policy::compile;
 use crate::rules::{Diagnostic, Source, load_sources, read_sources};
 use crate::sd_notify;
+use crate::tls::Certificates;
 
 /// What `reload` needs to know, and nothing else.
 #[derive(Debug, Clone)]
@@ -236,11 +237,21 @@ struct Reloader {
     config: ReloadConfig,
     live: Arc<Live>,
     failing: AtomicBool,
+    /// The data listener's certificates, re-read on the same triggers (DESIGN 11).
+    certificates: Option<Arc<Certificates>>,
 }
 
 impl Reloader {
-    /// One reload: an attempt, then the swap. Runs on the reload thread.
+    /// One reload of the rules, then of the certificates. Runs on the reload thread.
     fn reload(&self, trigger: Trigger) {
+        self.reload_rules(trigger);
+        if let Some(certificates) = &self.certificates {
+            certificates.reload(trigger.as_str());
+        }
+    }
+
+    /// One rules reload: an attempt, then the swap.
+    fn reload_rules(&self, trigger: Trigger) {
         let live_sha256 = self.live.load().provenance.sha256.clone();
         let metrics = self.live.metrics();
         match attempt(&self.config, Some(&live_sha256), trigger, metrics) {
@@ -291,12 +302,22 @@ fn retire(previous: Arc<Snapshot>) {
 /// of an older version can never be published after a newer one. Call it inside the runtime,
 /// before the service reports ready: SIGHUP's handler is installed here, and a SIGHUP that
 /// arrived before it would take the default action and end the process.
-pub fn spawn(config: &ReloadConfig, live: Arc<Live>, stop: watch::Receiver<bool>) {
+pub fn spawn(
+    config: &ReloadConfig,
+    live: Arc<Live>,
+    certificates: Option<Arc<Certificates>>,
+    stop: watch::Receiver<bool>,
+) {
     let (triggers, pending) = tokio::sync::mpsc::channel(1);
+    let directories: Vec<PathBuf> = certificates
+        .as_ref()
+        .map(|c| c.directories())
+        .unwrap_or_default();
     let reloader = Reloader {
         config: config.clone(),
         live,
         failing: AtomicBool::new(false),
+        certificates,
     };
     tokio::spawn(run(reloader, pending, stop.clone()));
     let hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -313,7 +334,26 @@ pub fn spawn(config: &ReloadConfig, live: Arc<Live>, stop: watch::Receiver<bool>
         stop.clone(),
     ));
     if config.watch {
-        watch_directory(&config.rules, config.debounce, triggers, stop);
+        watch_directory(
+            &config.rules,
+            "rules",
+            config.debounce,
+            triggers.clone(),
+            stop.clone(),
+        );
+        // A certificate directory (a Kubernetes Secret volume swaps its `..data` symlink,
+        // cert-manager renews in place) is watched the same way.
+        for directory in directories {
+            if directory != rules_directory(&config.rules) {
+                watch_directory(
+                    &directory,
+                    "certificates",
+                    config.debounce,
+                    triggers.clone(),
+                    stop.clone(),
+                );
+            }
+        }
     } else {
         tracing::info!(
             "file watching disabled; reloading on SIGHUP and every {:?}",
@@ -423,6 +463,18 @@ async fn signal_and_poll(
     }
 }
 
+/// The directory to watch for `path`: itself if it is one, else its parent.
+fn rules_directory(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.to_path_buf()
+    } else {
+        match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+}
+
 /// Watches the directory that holds the rules, never the file alone: editors save by writing
 /// a temporary file and renaming it over, and a Kubernetes ConfigMap volume swaps a `..data`
 /// symlink, so the file's own inode is replaced rather than written. Any event there (reads
@@ -430,19 +482,13 @@ async fn signal_and_poll(
 /// runs, and its hash check makes unrelated events cost one read.
 fn watch_directory(
     rules: &Path,
+    what: &'static str,
     debounce: Duration,
     triggers: tokio::sync::mpsc::Sender<Trigger>,
     mut stop: watch::Receiver<bool>,
 ) {
     use notify::{EventKind, RecursiveMode, Watcher};
-    let directory = if rules.is_dir() {
-        rules.to_path_buf()
-    } else {
-        match rules.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-            _ => PathBuf::from("."),
-        }
-    };
+    let directory = rules_directory(rules);
     let changed = Arc::new(tokio::sync::Notify::new());
     let signal = Arc::clone(&changed);
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -461,12 +507,13 @@ fn watch_directory(
     if let Err(e) = watcher.watch(&directory, RecursiveMode::NonRecursive) {
         tracing::warn!(
             directory = %directory.display(),
+            what,
             error = %e,
-            "cannot watch the rules directory; relying on SIGHUP and the periodic re-check"
+            "cannot watch the directory; relying on SIGHUP and the periodic re-check"
         );
         return;
     }
-    tracing::info!(directory = %directory.display(), debounce = ?debounce, "watching the rules directory");
+    tracing::info!(directory = %directory.display(), what, debounce = ?debounce, "watching the directory");
     tokio::spawn(async move {
         let _watcher = watcher;
         loop {

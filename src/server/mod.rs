@@ -22,7 +22,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::conn::{self, Close, Connection, Limits, Phase, Pressure, WatchedIo};
-use crate::metrics::{ClientError, Metrics};
+use crate::metrics::{ClientError, Metrics, TlsHandshake};
 use crate::proxy::ClientConnection;
 pub use handler::Context;
 use rewind::Rewind;
@@ -178,8 +178,16 @@ async fn serve_connection(
     match &shared.tls {
         None => serve_io(stream, false, client, connection, context, &shared).await,
         Some(acceptor) => match acceptor.accept(stream).await {
-            Ok(stream) => serve_io(stream, true, client, connection, context, &shared).await,
-            Err(e) => tracing::debug!(error = %e, "TLS handshake failed"),
+            Ok(stream) => {
+                context.metrics.count_tls_handshake(TlsHandshake::Success);
+                serve_io(stream, true, client, connection, context, &shared).await;
+            }
+            Err(e) => {
+                context
+                    .metrics
+                    .count_tls_handshake(crate::tls::handshake_failure(&e));
+                tracing::debug!(error = %e, "TLS handshake failed");
+            }
         },
     }
 }

@@ -41,6 +41,10 @@ impl Pki {
             CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
                 .expect("params");
         params.distinguished_name.push(DnType::CommonName, names[0]);
+        // Tells versions of one name apart in `openssl s_client`'s subject line.
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, stem);
         if let Some((y, m, d)) = until {
             params.not_before = date_time_ymd(y - 1, m, d);
             params.not_after = date_time_ymd(y, m, d);
@@ -326,6 +330,214 @@ fn a_silent_socket_on_the_tls_listener_is_closed_at_the_header_timeout() {
     assert!(line.contains(" 204"), "{head}");
     assert_eq!(
         edge.metric("preflightd_client_errors_total{kind=\"header_timeout\"}"),
+        1.0
+    );
+}
+
+/// The subject line `openssl s_client` prints for `name`'s certificate.
+fn served_subject(edge: &Preflightd, name: &str) -> String {
+    s_client(edge, &["-servername", name])
+        .lines()
+        .find(|l| l.starts_with("subject="))
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Waits (bounded) until `name` is served with a subject containing `want`.
+fn wait_for_subject(edge: &Preflightd, name: &str, want: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let subject = served_subject(edge, name);
+        if subject.contains(want) || std::time::Instant::now() > deadline {
+            return subject;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Preflights over new TLS connections in a loop until `stop`, at most 400 or 20 s: (sent,
+/// failed).
+fn steady_load(
+    port: u16,
+    ca: PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(u32, Vec<String>)> {
+    std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let mut sent = 0;
+        let mut failed = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed)
+            && sent < 400
+            && started.elapsed() < std::time::Duration::from_secs(20)
+        {
+            let out = Command::new("curl")
+                .args([
+                    "-sS",
+                    "--max-time",
+                    "5",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                ])
+                .args(["--cacert", path(&ca)])
+                .args(["--resolve", &format!("api.example.com:{port}:127.0.0.1")])
+                .args(PREFLIGHT)
+                .arg(format!("https://api.example.com:{port}/v1/items"))
+                .output()
+                .expect("curl runs");
+            sent += 1;
+            let code = String::from_utf8_lossy(&out.stdout).into_owned();
+            if code != "204" {
+                failed.push(format!("{code} {}", String::from_utf8_lossy(&out.stderr)));
+            }
+        }
+        (sent, failed)
+    })
+}
+
+/// Writes `from`'s bytes to `to` through a temporary file renamed over it (how editors and
+/// most tools replace files).
+fn replace(from: &Path, to: &Path) {
+    let temporary = to.with_extension("tmp");
+    std::fs::copy(from, &temporary).expect("copy");
+    std::fs::rename(&temporary, to).expect("rename");
+}
+
+#[test]
+fn certificates_replaced_on_disk_are_served_without_a_failed_request_and_a_bad_pair_is_not() {
+    let pki = Pki::new();
+    let (v1, v1_key) = pki.leaf("api-v1", &["api.example.com"], None);
+    let (v2, v2_key) = pki.leaf("api-v2", &["api.example.com"], None);
+    let (other, _) = pki.leaf("other", &["api.example.com"], None);
+    let live = tempfile::tempdir().expect("tempdir");
+    let cert = live.path().join("tls.crt");
+    let key = live.path().join("tls.key");
+    std::fs::copy(&v1, &cert).expect("copy");
+    std::fs::copy(&v1_key, &key).expect("copy");
+    let edge = Preflightd::start(
+        RULES,
+        None,
+        &[
+            "--tls-cert",
+            path(&cert),
+            "--tls-key",
+            path(&key),
+            "--reload-debounce",
+            "100ms",
+        ],
+    );
+    assert!(served_subject(&edge, "api.example.com").contains("api-v1"));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = steady_load(edge.data.port(), pki.ca(), std::sync::Arc::clone(&stop));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Renamed over, certificate then key: for a moment the pair does not match, and that
+    // moment is never served.
+    replace(&v2, &cert);
+    replace(&v2_key, &key);
+    let subject = wait_for_subject(&edge, "api.example.com", "api-v2");
+    assert!(subject.contains("api-v2"), "{subject}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // A bad pair (v1's key under another certificate): refused, v2 stays, and it shows.
+    replace(&other, &cert);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while edge
+        .metric("preflightd_tls_certificate_reloads_total{result=\"failure\",trigger=\"watch\"}")
+        < 1.0
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        edge.metric(
+            "preflightd_tls_certificate_reloads_total{result=\"failure\",trigger=\"watch\"}"
+        ) >= 1.0
+    );
+    assert!(served_subject(&edge, "api.example.com").contains("api-v2"));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, failed) = load.join().expect("load thread");
+    assert!(sent >= 5, "only {sent} requests during the swaps");
+    assert!(
+        failed.is_empty(),
+        "{} of {sent} failed: {failed:?}",
+        failed.len()
+    );
+    // Handshakes are counted: at least one per request, none failed.
+    let successes = edge.metric("preflightd_tls_handshakes_total{result=\"success\"}");
+    assert!(
+        successes >= f64::from(sent),
+        "{successes} handshakes for {sent} requests"
+    );
+    assert_eq!(
+        edge.metric("preflightd_tls_handshakes_total{result=\"other\"}"),
+        0.0
+    );
+}
+
+#[test]
+fn a_kubernetes_secret_volume_swap_is_served_and_expiry_and_handshakes_are_metrics() {
+    use std::os::unix::fs::symlink;
+    let pki = Pki::new();
+    let (v1, v1_key) = pki.leaf("api-v1", &["api.example.com"], None);
+    let (v2, v2_key) = pki.leaf("api-v2", &["api.example.com"], Some((2031, 6, 1)));
+    // The layout kubelet writes: files are links into `..data`, itself a link to a
+    // timestamped directory; an update writes a new directory and renames a new `..data`
+    // link over the old one.
+    let volume = tempfile::tempdir().expect("tempdir");
+    let version = |name: &str, cert: &Path, key: &Path| {
+        let dir = volume.path().join(name);
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::copy(cert, dir.join("tls.crt")).expect("copy");
+        std::fs::copy(key, dir.join("tls.key")).expect("copy");
+    };
+    version("..2026_12_03_v1", &v1, &v1_key);
+    symlink("..2026_12_03_v1", volume.path().join("..data")).expect("link");
+    symlink("..data/tls.crt", volume.path().join("tls.crt")).expect("link");
+    symlink("..data/tls.key", volume.path().join("tls.key")).expect("link");
+    let cert = volume.path().join("tls.crt");
+    let key = volume.path().join("tls.key");
+    let edge = Preflightd::start(
+        RULES,
+        None,
+        &[
+            "--tls-cert",
+            path(&cert),
+            "--tls-key",
+            path(&key),
+            "--reload-debounce",
+            "100ms",
+        ],
+    );
+    assert!(served_subject(&edge, "api.example.com").contains("api-v1"));
+    version("..2026_12_03_v2", &v2, &v2_key);
+    symlink("..2026_12_03_v2", volume.path().join("..data_tmp")).expect("link");
+    std::fs::rename(
+        volume.path().join("..data_tmp"),
+        volume.path().join("..data"),
+    )
+    .expect("swap");
+    let subject = wait_for_subject(&edge, "api.example.com", "api-v2");
+    assert!(subject.contains("api-v2"), "{subject}");
+    // The expiry gauge follows the served certificate: 2031-06-01T00:00:00Z.
+    let expiry = format!(
+        "preflightd_tls_certificate_expiry_timestamp_seconds{{certificate=\"{}\"}}",
+        cert.display()
+    );
+    assert_eq!(edge.metric(&expiry), 1_938_038_400.0);
+    // A plain HTTP request on the TLS port is a malformed handshake: a TLS alert record
+    // (content type 21) back, and counted.
+    let mut plain = crate::support::connect(edge.data);
+    std::io::Write::write_all(
+        &mut plain,
+        b"OPTIONS / HTTP/1.1\r\nHost: api.example.com\r\n\r\n",
+    )
+    .expect("write");
+    let mut reply = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut plain, &mut reply);
+    assert_eq!(reply.first(), Some(&21), "{reply:?}");
+    assert_eq!(
+        edge.metric("preflightd_tls_handshakes_total{result=\"malformed\"}"),
         1.0
     );
 }
