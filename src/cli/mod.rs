@@ -103,6 +103,11 @@ pub struct ServeArgs {
         requires = "tls_key"
     )]
     pub tls_cert: Vec<PathBuf>,
+    /// Peers (load balancers) whose X-Forwarded-For and X-Forwarded-Proto are kept and
+    /// appended to, as CIDR blocks or addresses, comma-separated; from any other peer they
+    /// are replaced. Unset: every peer's are appended to
+    #[arg(long, env = "PREFLIGHTD_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<preflightd::proxy::trusted::Cidr>>,
     /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of the --tls-cert at the same position
     #[arg(
         long = "tls-key",
@@ -253,6 +258,7 @@ impl ServeArgs {
                 max_header_bytes: self.max_header_bytes,
                 max_headers: self.max_headers,
                 http2_max_concurrent_streams: self.http2_max_concurrent_streams,
+                trusted_proxies: self.trusted_proxies,
             },
             admin_max_connections: self.admin_max_connections,
             workers: self.workers.unwrap_or_else(default_workers),

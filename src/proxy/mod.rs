@@ -11,6 +11,7 @@
 pub mod body;
 pub mod connector;
 pub mod headers;
+pub mod trusted;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -90,6 +91,8 @@ pub struct ClientConnection {
     body_timeout: Duration,
     /// `X-Forwarded-Proto`: `https` when the client came over TLS.
     proto: &'static HeaderValue,
+    /// Whether the client's own `X-Forwarded-For` / `-Proto` are kept (`--trusted-proxies`).
+    keeps_forwarded: bool,
 }
 
 /// An upstream connection kept between requests, and since when it has been idle.
@@ -104,6 +107,7 @@ impl ClientConnection {
         connection: Arc<Connection>,
         body_timeout: Duration,
         secure: bool,
+        keeps_forwarded: bool,
     ) -> Self {
         let ip = client.ip().to_string();
         ClientConnection {
@@ -118,6 +122,7 @@ impl ClientConnection {
             } else {
                 &headers::PROTO_HTTP
             },
+            keeps_forwarded,
         }
     }
 }
@@ -294,6 +299,11 @@ impl Upstream {
         headers::remove_hop_by_hop(&mut parts.headers, upgrade);
         if self.forwarded_headers {
             headers::append_via(&mut parts.headers, version);
+            if !client.keeps_forwarded {
+                // Not a trusted proxy: what it claims is replaced by what preflightd saw.
+                parts.headers.remove(&X_FORWARDED_FOR);
+                parts.headers.remove(&X_FORWARDED_PROTO);
+            }
             headers::append_item(&mut parts.headers, &X_FORWARDED_FOR, &client.forwarded_for);
             headers::append_item(&mut parts.headers, &X_FORWARDED_PROTO, client.proto);
         }

@@ -24,6 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::conn::{self, Close, Connection, Limits, Phase, Pressure, WatchedIo};
 use crate::metrics::{ClientError, Metrics, TlsHandshake};
 use crate::proxy::ClientConnection;
+use crate::proxy::trusted::{Cidr, keeps_forwarded_fields};
 pub use handler::Context;
 use rewind::Rewind;
 
@@ -50,6 +51,8 @@ pub struct ListenerConfig {
     pub max_headers: usize,
     /// Concurrent streams an HTTP/2 client may open on one connection.
     pub http2_max_concurrent_streams: u32,
+    /// `--trusted-proxies`: the peers whose `X-Forwarded-*` are kept; `None`: every peer's.
+    pub trusted_proxies: Option<Vec<Cidr>>,
 }
 
 impl ListenerConfig {
@@ -91,6 +94,7 @@ pub async fn run(
         max_headers: config.max_headers,
         client_body_timeout: config.client_body_timeout,
         tls,
+        trusted_proxies: config.trusted_proxies.clone(),
     });
     let limits = config.limits();
     loop {
@@ -163,6 +167,7 @@ struct PerListener {
     client_body_timeout: Duration,
     /// TLS on this listener (`--tls-cert`).
     tls: Option<TlsAcceptor>,
+    trusted_proxies: Option<Vec<Cidr>>,
 }
 
 /// One client connection: the TLS handshake when the listener serves TLS (under the
@@ -226,6 +231,7 @@ async fn serve_io<S>(
         Arc::clone(&connection),
         shared.client_body_timeout,
         secure,
+        keeps_forwarded_fields(shared.trusted_proxies.as_deref(), client.ip()),
     ));
     let service_connection = Arc::clone(&connection);
     let service = service_fn(move |request| {

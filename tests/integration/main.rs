@@ -6,6 +6,7 @@ mod decision;
 mod differential;
 mod fast_path;
 mod fill;
+mod forwarding;
 mod lifecycle;
 mod limits;
 mod metrics;
