@@ -31,6 +31,7 @@ pub mod conn;
 pub mod live;
 pub mod metrics;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod reload;
 pub mod sd_notify;
 pub mod server;

@@ -24,7 +24,7 @@ const FORWARDED_COLUMN: usize = RESULT_LABELS.len() - 1;
 pub const UPSTREAM_ERROR_KINDS: [&str; 4] = ["connect", "timeout", "reset", "protocol"];
 
 /// `kind` label values of `preflightd_client_errors_total`, in [`ClientError`] order.
-pub const CLIENT_ERROR_KINDS: [&str; 9] = [
+pub const CLIENT_ERROR_KINDS: [&str; 10] = [
     "malformed_body",
     "aborted",
     "body_timeout",
@@ -34,6 +34,7 @@ pub const CLIENT_ERROR_KINDS: [&str; 9] = [
     "connect_method",
     "admin_header_timeout",
     "evicted",
+    "proxy_protocol",
 ];
 
 /// The `result` values of `preflightd_tls_handshakes_total`, in [`TlsHandshake`] order.
@@ -85,6 +86,8 @@ pub enum ClientError {
     /// A connection that had sent no complete request closed to make room on a full
     /// listener.
     Evicted,
+    /// `--proxy-protocol`: the connection did not start with a valid PROXY header.
+    ProxyProtocol,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -108,6 +108,11 @@ pub struct ServeArgs {
     /// are replaced. Unset: every peer's are appended to
     #[arg(long, env = "PREFLIGHTD_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<preflightd::proxy::trusted::Cidr>>,
+    /// Every connection on --listen starts with a PROXY protocol v1 or v2 header (AWS NLB,
+    /// HAProxy); its client address is the one used in X-Forwarded-For and the logs. A
+    /// connection without a valid one is closed
+    #[arg(long, env = "PREFLIGHTD_PROXY_PROTOCOL")]
+    pub proxy_protocol: bool,
     /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of the --tls-cert at the same position
     #[arg(
         long = "tls-key",
@@ -259,6 +264,7 @@ impl ServeArgs {
                 max_headers: self.max_headers,
                 http2_max_concurrent_streams: self.http2_max_concurrent_streams,
                 trusted_proxies: self.trusted_proxies,
+                proxy_protocol: self.proxy_protocol,
             },
             admin_max_connections: self.admin_max_connections,
             workers: self.workers.unwrap_or_else(default_workers),

@@ -53,6 +53,8 @@ pub struct ListenerConfig {
     pub http2_max_concurrent_streams: u32,
     /// `--trusted-proxies`: the peers whose `X-Forwarded-*` are kept; `None`: every peer's.
     pub trusted_proxies: Option<Vec<Cidr>>,
+    /// `--proxy-protocol`: every connection starts with a PROXY v1 or v2 header.
+    pub proxy_protocol: bool,
 }
 
 impl ListenerConfig {
@@ -95,6 +97,7 @@ pub async fn run(
         client_body_timeout: config.client_body_timeout,
         tls,
         trusted_proxies: config.trusted_proxies.clone(),
+        proxy_protocol: config.proxy_protocol,
     });
     let limits = config.limits();
     loop {
@@ -168,18 +171,36 @@ struct PerListener {
     /// TLS on this listener (`--tls-cert`).
     tls: Option<TlsAcceptor>,
     trusted_proxies: Option<Vec<Cidr>>,
+    proxy_protocol: bool,
 }
 
-/// One client connection: the TLS handshake when the listener serves TLS (under the
-/// watchdog's first-head clock, like everything before the first request), then
-/// [`serve_io`].
+/// One client connection: its PROXY header when the listener expects one, then the TLS
+/// handshake when it serves TLS (both under the watchdog's first-head clock, like everything
+/// before the first request), then [`serve_io`].
 async fn serve_connection(
-    stream: TcpStream,
-    client: SocketAddr,
+    mut stream: TcpStream,
+    peer: SocketAddr,
     connection: Arc<Connection>,
     context: Arc<Context>,
     shared: Arc<PerListener>,
 ) {
+    let (client, rest) = if shared.proxy_protocol {
+        match crate::proxy_protocol::read(&mut stream).await {
+            Ok((address, rest)) => (address.unwrap_or(peer), rest),
+            Err(e) => {
+                context
+                    .metrics
+                    .count_client_error(ClientError::ProxyProtocol);
+                if let Some(suppressed) = PROXY_LOG.allow() {
+                    tracing::warn!(peer = %peer, suppressed, error = %e, "connection closed");
+                }
+                return;
+            }
+        }
+    } else {
+        (peer, bytes::Bytes::new())
+    };
+    let stream = Rewind::new(stream, rest);
     match &shared.tls {
         None => serve_io(stream, false, client, connection, context, &shared).await,
         Some(acceptor) => match acceptor.accept(stream).await {
@@ -196,6 +217,8 @@ async fn serve_connection(
         },
     }
 }
+
+static PROXY_LOG: crate::throttle::Throttle = crate::throttle::Throttle::new();
 
 /// One client connection's bytes: the fast path first (`fast`), then, from the first request
 /// it does not answer, hyper with the bytes read so far. Asked to finish

@@ -11,13 +11,13 @@ use rcgen::{
 use crate::support::{Preflightd, RULES, Upstream};
 
 /// A CA and leaf certificates it signs, as PEM files in a temporary directory.
-struct Pki {
+pub struct Pki {
     dir: tempfile::TempDir,
     ca: CertifiedIssuer<'static, KeyPair>,
 }
 
 impl Pki {
-    fn new() -> Pki {
+    pub fn new() -> Pki {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params
@@ -30,13 +30,18 @@ impl Pki {
         Pki { dir, ca }
     }
 
-    fn ca(&self) -> PathBuf {
+    pub fn ca(&self) -> PathBuf {
         self.dir.path().join("ca.pem")
     }
 
     /// A leaf for `names` (the first also its CN), valid until `until` (y, m, d) or for
     /// years: (cert.pem, key.pem).
-    fn leaf(&self, stem: &str, names: &[&str], until: Option<(i32, u8, u8)>) -> (PathBuf, PathBuf) {
+    pub fn leaf(
+        &self,
+        stem: &str,
+        names: &[&str],
+        until: Option<(i32, u8, u8)>,
+    ) -> (PathBuf, PathBuf) {
         let mut params =
             CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
                 .expect("params");
@@ -59,7 +64,7 @@ impl Pki {
     }
 }
 
-fn path(p: &Path) -> &str {
+pub fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
