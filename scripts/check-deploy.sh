@@ -69,8 +69,9 @@ step "kustomize build + strict validation"
 for dir in deploy/k8s/base deploy/k8s/overlays/production; do
   "$kubectl" kustomize "$dir" > "$work/rendered.yaml"
   "$venv/bin/kubernetes-validate" --strict --quiet "$work/rendered.yaml"
-  "$venv/bin/python" scripts/deploy_checks.py crd "$work/rendered.yaml" deploy/k8s/schemas/servicemonitor.schema.json
-  # The rules volume must be a directory mount: subPath mounts never update.
+  "$venv/bin/python" scripts/deploy_checks.py crd "$work/rendered.yaml" \
+    deploy/k8s/schemas/servicemonitor.schema.json deploy/k8s/schemas/cert-manager.io_certificates.yaml
+  # The rules and certificate volumes must be directory mounts: subPath mounts never update.
   if grep -q 'subPath' "$work/rendered.yaml"; then echo "$dir: subPath found" >&2; exit 1; fi
   echo "$dir: ok"
 done
@@ -109,6 +110,10 @@ step "hadolint"
 step "systemd-analyze verify / security"
 # verify checks that ExecStart exists: check a copy that points at the binary just built.
 sed "s|/usr/local/bin/preflightd|$binary|" deploy/systemd/preflightd.service > "$work/preflightd.service"
+systemd-analyze verify "$work/preflightd.service"
+# And with the TLS drop-in (credentials) in place.
+mkdir -p "$work/preflightd.service.d"
+sed "s|/usr/local/bin/preflightd|$binary|" deploy/systemd/tls.conf > "$work/preflightd.service.d/tls.conf"
 systemd-analyze verify "$work/preflightd.service"
 # Exposure in tenths (0-100): the unit scores 1.4 today; fail if hardening is weakened.
 systemd-analyze security --offline=true --threshold=15 deploy/systemd/preflightd.service | tail -1

@@ -1,7 +1,11 @@
 """Checks for deploy/ that no off-the-shelf tool does (run by scripts/check-deploy.sh).
 
-  deploy_checks.py crd RENDERED.yaml SCHEMA.json
-      every ServiceMonitor in a kustomize build matches the bundled schema;
+  deploy_checks.py crd RENDERED.yaml SCHEMA...
+      every custom resource in a kustomize build matches its schema: a JSON schema
+      (ServiceMonitor: deploy/k8s/schemas/servicemonitor.schema.json) or a CustomResourceDefinition
+      whose openAPIV3Schema is used, made strict (unknown fields fail) as the API server's
+      pruning would drop them (cert-manager's Certificate CRD, vendored unmodified from
+      github.com/cert-manager/cert-manager deploy/crds, Apache-2.0);
   deploy_checks.py metrics SCRAPE.txt
       every metric the alerts and the Grafana dashboard query exists in a real scrape;
   deploy_checks.py serving LOG
@@ -12,19 +16,48 @@ import re
 import sys
 
 
-def crd(rendered, schema_path):
+def strict(schema):
+    """The schema with additionalProperties false wherever it lists properties and says
+    nothing else about unknown ones: a misspelt field fails, as kubeconform --strict does."""
+    if isinstance(schema, dict):
+        schema = {k: strict(v) for k, v in schema.items()}
+        if ("properties" in schema and "additionalProperties" not in schema
+                and not schema.get("x-kubernetes-preserve-unknown-fields")):
+            schema["additionalProperties"] = False
+        return schema
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    return schema
+
+
+def load_schema(path):
+    """(kind, schema) from a JSON schema file or a CRD's served version."""
+    import yaml
+
+    if path.endswith(".json"):
+        schema = json.load(open(path))
+        return schema["properties"]["kind"]["const"], schema
+    crd = next(doc for doc in yaml.safe_load_all(open(path)) if doc)
+    version = next(v for v in crd["spec"]["versions"] if v.get("served") and v.get("storage"))
+    schema = strict(version["schema"]["openAPIV3Schema"])
+    # apiVersion, kind and metadata are the API server's, not the CRD's, to check.
+    schema["properties"]["metadata"] = {"type": "object"}
+    return crd["spec"]["names"]["kind"], schema
+
+
+def crd(rendered, *schema_paths):
     import jsonschema  # installed with kubernetes-validate
     import yaml
 
-    schema = json.load(open(schema_path))
-    found = 0
+    schemas = dict(load_schema(path) for path in schema_paths)
+    found = {kind: 0 for kind in schemas}
     for doc in yaml.safe_load_all(open(rendered)):
-        if doc and doc.get("kind") == "ServiceMonitor":
-            jsonschema.validate(doc, schema)
-            found += 1
-    if not found:
-        sys.exit(f"{rendered}: no ServiceMonitor to check")
-    print(f"{rendered}: {found} ServiceMonitor valid")
+        if doc and doc.get("kind") in schemas:
+            jsonschema.validate(doc, schemas[doc["kind"]])
+            found[doc["kind"]] += 1
+    if not any(found.values()):
+        sys.exit(f"{rendered}: no custom resource to check")
+    print(f"{rendered}: " + ", ".join(f"{n} {kind} valid" for kind, n in found.items()))
 
 
 def metric_names(text):
