@@ -1,6 +1,6 @@
 // Runs fetch() cases in Debian's Chromium and prints what the browser decided, as JSON.
 //   node driver.mjs PLAN.json
-// PLAN: { "chromium": "/usr/bin/chromium", "steps": [ { "name", "page", "url", "method",
+// PLAN: { "chromium": "/usr/bin/chromium", "args": [extra Chromium flags], "steps": [ { "name", "page", "url", "method",
 //         "headers", "body", "credentials", "read": [header names], "repeat": N } ] }
 // Each step runs in a fresh browser context (its own preflight cache), on `page`, and
 // reports every fetch's outcome and the console messages Chromium printed meanwhile.
@@ -16,6 +16,7 @@ const browser = await chromium.launch({
   args: [
     '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
     '--disable-component-update', '--disable-sync', '--disable-quic',
+    ...(plan.args || []),
   ],
 });
 const results = [];

@@ -16,11 +16,16 @@ fn chromium() -> String {
 
 /// Runs the steps in one browser; each step's result (`outcomes`, `console`), by name.
 fn run_browser(steps: &[Value]) -> serde_json::Map<String, Value> {
+    run_browser_with(steps, &[])
+}
+
+/// [`run_browser`] with extra Chromium flags.
+fn run_browser_with(steps: &[Value], args: &[String]) -> serde_json::Map<String, Value> {
     let dir = tempfile::tempdir().expect("tempdir");
     let plan = dir.path().join("plan.json");
     std::fs::write(
         &plan,
-        json!({ "chromium": chromium(), "steps": steps }).to_string(),
+        json!({ "chromium": chromium(), "args": args, "steps": steps }).to_string(),
     )
     .expect("plan");
     let browser_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
@@ -425,4 +430,110 @@ fn chromium_agrees_with_the_edge() {
         took < Duration::from_secs(180),
         "browser suite took {took:?}"
     );
+}
+
+/// Standard base64 (RFC 4648 4), for Chromium's SPKI hash flag.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn chromium_agrees_with_the_edge_over_https() {
+    use sha2::Digest;
+    let pages = Upstream::start();
+    let upstream = Upstream::start();
+    let port = pages.address.port();
+    let page = format!("http://localhost:{port}");
+    // A certificate for 127.0.0.1 that Chromium trusts by its key's hash (what
+    // --ignore-certificate-errors-spki-list is for), not by any CA.
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("cert");
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.der()).expect("parse");
+    let spki = base64(&sha2::Sha256::digest(parsed.tbs_certificate.subject_pki.raw));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert_path = dir.path().join("tls.crt");
+    let key_path = dir.path().join("tls.key");
+    std::fs::write(&cert_path, cert.pem()).expect("cert");
+    std::fs::write(&key_path, key.serialize_pem()).expect("key");
+    let edge = Preflightd::start(
+        &rules(&page, port, ""),
+        Some(&upstream.url()),
+        &[
+            "--tls-cert",
+            cert_path.to_str().expect("path"),
+            "--tls-key",
+            key_path.to_str().expect("path"),
+        ],
+    );
+    let api = format!("https://127.0.0.1:{}", edge.data.port());
+    let home = format!("{page}/page");
+    let mut put = step(
+        "https-credentialed-put",
+        &home,
+        &format!("{api}/v1/items"),
+        "PUT",
+        json!({ "content-type": "application/json", "x-api-key": "k" }),
+    );
+    put["body"] = json!("{\"a\":1}");
+    put["credentials"] = json!("include");
+    let denied = step(
+        "https-header-not-allowed",
+        &home,
+        &format!("{api}/v1/secret"),
+        "GET",
+        json!({ "x-secret": "s" }),
+    );
+    let results = run_browser_with(
+        &[put, denied],
+        &[format!("--ignore-certificate-errors-spki-list={spki}")],
+    );
+    let put = Outcome(&results["https-credentialed-put"]);
+    assert!(put.allowed(0), "{}", put.0);
+    let denied = Outcome(&results["https-header-not-allowed"]);
+    assert!(!denied.allowed(0), "{}", denied.0);
+    assert!(
+        denied.console().contains("has been blocked by CORS policy"),
+        "{}",
+        denied.console()
+    );
+    // Both preflights were answered over TLS by the edge; only the PUT went upstream, marked
+    // as https.
+    assert_eq!(
+        edge.metric("preflightd_preflight_requests_total{result=\"allowed\",rule=\"app\"}"),
+        1.0
+    );
+    assert_eq!(
+        edge.metric("preflightd_preflight_requests_total{result=\"headers\",rule=\"app\"}"),
+        1.0
+    );
+    let log = upstream.log();
+    assert_eq!(log.len(), 1, "{log:#?}");
+    assert_eq!(log[0]["method"], "PUT");
+    let headers: Vec<(String, String)> =
+        serde_json::from_value(log[0]["headers"].clone()).expect("headers");
+    assert!(
+        headers
+            .iter()
+            .any(|(n, v)| n == "x-forwarded-proto" && v == "https"),
+        "{headers:?}"
+    );
+    assert!(edge.metric("preflightd_tls_handshakes_total{result=\"success\"}") >= 1.0);
 }
