@@ -29,6 +29,8 @@ Scenarios (--only takes any of these; default: all, in this order):
   pipelined         allowed preflight, 100 origins, 16 pipelined per write; with floor-raw
   two-workers       allowed preflight, 100 origins, 2 workers each (preflightd --workers 2, nginx
                     worker_processes 2, floors 2 threads), nothing pinned, wrk -t2
+  tls               allowed preflight, 100 origins, over TLS with keep-alive, against nginx with
+                    the same ECDSA P-256 certificate
   hostile-acrh      4 KiB Access-Control-Request-Headers
   proxy-small       proxied GET, 13-byte body (and wrk straight to the upstream)
   proxy-1mib        proxied GET, 1 MiB body
@@ -188,7 +190,7 @@ def allowed_origin(n, kind):
     return f"https://eu.api.{mid[0][2]}"
 
 
-def nginx_conf(prefix, port, n, upstream_port, workers=1):
+def nginx_conf(prefix, port, n, upstream_port, workers=1, tls=None):
     lines = []
     for kind, origin, domain in origins(n):
         if kind == "exact":
@@ -196,6 +198,9 @@ def nginx_conf(prefix, port, n, upstream_port, workers=1):
         else:
             lines.append(f'    "~^https://[a-z0-9_-]+(\\.[a-z0-9_-]+)*\\.{re.escape(domain)}$" 1;')
     allowlist = "\n".join(lines)
+    tls_lines = "" if not tls else (
+        f"\n    ssl_certificate {tls[0]};\n    ssl_certificate_key {tls[1]};"
+        "\n    ssl_protocols TLSv1.2 TLSv1.3;")
     return f"""
 worker_processes {workers};
 daemon off;
@@ -228,7 +233,7 @@ http {{
     keepalive 128;
   }}
   server {{
-    listen 127.0.0.1:{port} backlog=4096;
+    listen 127.0.0.1:{port} backlog=4096{" ssl" if tls else ""};{tls_lines}
     location / {{
       if ($preflight = allow) {{
         add_header Access-Control-Allow-Origin $http_origin always;
@@ -298,6 +303,9 @@ class Server:
             os.killpg(self.proc.pid, signal.SIGKILL)
 
 
+# Ports served over TLS (the tls scenario): answers() and wrk speak https to them.
+TLS_PORTS = set()
+
 # The target name of --baseline-bin.
 BASELINE = "preflightd-before"
 
@@ -317,13 +325,13 @@ def start_preflightd(workdir, n, upstream_port, extra=(), workers=1, cpu=SERVER_
     return server
 
 
-def start_nginx(workdir, n, upstream_port, workers=1, cpu=SERVER_CPU):
-    prefix = os.path.join(workdir, f"nginx-{n}-w{workers}")
+def start_nginx(workdir, n, upstream_port, workers=1, cpu=SERVER_CPU, tls=None):
+    prefix = os.path.join(workdir, f"nginx-{n}-w{workers}{'-tls' if tls else ''}")
     os.makedirs(prefix, exist_ok=True)
     port = free_port()
     conf = os.path.join(prefix, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(nginx_conf(prefix, port, n, upstream_port, workers))
+        f.write(nginx_conf(prefix, port, n, upstream_port, workers, tls))
     return Server("nginx", ["nginx", "-p", prefix, "-c", conf], port, cpu=cpu)
 
 
@@ -469,7 +477,12 @@ def cors_headers(pairs):
 def answers(port, requests):
     """Status, CORS-relevant headers (lowercased) and body of each (method, path, headers) in
     `requests`, sent one after the other on one connection."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    if port in TLS_PORTS:
+        import ssl
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10,
+                                           context=ssl._create_unverified_context())
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     out = []
     try:
         for method, path, headers in requests:
@@ -532,7 +545,8 @@ def wrk(port, script, duration, connections=CONNECTIONS, threads=1, pinned=True)
     pin = ["taskset", "-c", CLIENT_CPU] if pinned else []
     try:
         out = subprocess.run([*pin, "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s",
-                              "--latency", "--timeout", "5s", "-s", f.name, f"http://127.0.0.1:{port}"],
+                              "--latency", "--timeout", "5s", "-s", f.name,
+                              f"{'https' if port in TLS_PORTS else 'http'}://127.0.0.1:{port}"],
                              capture_output=True, text=True, timeout=duration + 30).stdout
     finally:
         os.unlink(f.name)
@@ -759,6 +773,33 @@ def scenario_preflight(ctx, n, origin_kind, title, extra_targets=(), acrh="conte
             t.stop()
 
 
+def scenario_tls(ctx):
+    """Allowed preflights at 100 origins over TLS (keep-alive: wrk's connections stay open, so
+    the handshake is amortized and what is measured is the record layer around each request),
+    preflightd against nginx with the same ECDSA P-256 certificate and TLS 1.2 / 1.3."""
+    title = "Allowed preflight over TLS (keep-alive), 100 exact origins"
+    cert, key = os.path.join(ctx.workdir, "tls.crt"), os.path.join(ctx.workdir, "tls.key")
+    sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+       "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+       "-keyout", key, "-out", cert, stderr=subprocess.DEVNULL)
+    headers = preflight_headers(allowed_origin(100, "exact"))
+    pre = start_preflightd(ctx.workdir, 100, ctx.upstream_port, extra=("--tls-cert", cert, "--tls-key", key))
+    TLS_PORTS.add(pre.port)
+    servers = [pre]
+    try:
+        ngx = start_nginx(ctx.workdir, 100, ctx.upstream_port, tls=(cert, key))
+        TLS_PORTS.add(ngx.port)
+        servers.append(ngx)
+        measured, skipped = compare_answers(servers, "OPTIONS", "/v1/items", headers, 204)
+        rows = summarize(run_rounds(measured, lua_request("OPTIONS", "/v1/items", headers), ctx.rounds,
+                                    ctx.duration))
+        ctx.report.append(table(title, rows, "nginx", skipped) + ratios(rows, False))
+        return rows
+    finally:
+        for t in servers:
+            t.stop()
+
+
 def scenario_proxy(ctx, path, title, big=False):
     direct = ctx.upstream_big if big else ctx.upstream
     if direct is None:
@@ -913,7 +954,7 @@ class Context:
 
 
 SCENARIOS = ["preflight-100", "preflight-10k", "denied-100", "denied-10k", "after-get", "after-get-denied",
-             "pipelined", "two-workers", "hostile-acrh", "proxy-small", "proxy-1mib", "reload", "memory"]
+             "pipelined", "two-workers", "tls", "hostile-acrh", "proxy-small", "proxy-1mib", "reload", "memory"]
 ALIASES = {"denied": "denied-10k"}
 
 
@@ -1027,6 +1068,8 @@ def main():
         if "two-workers" in chosen:
             scenario_preflight(ctx, 100, "exact", "Allowed preflight, 100 exact origins, two workers, nothing pinned",
                                extra_targets=("raw", "hyper"), workers=2, pinned=False)
+        if "tls" in chosen:
+            scenario_tls(ctx)
         if "hostile-acrh" in chosen:
             hostile = ",".join(f"x-h{i:03d}" for i in range(800))[:4090]
             scenario_preflight(ctx, 100, "exact", "Hostile 4 KiB Access-Control-Request-Headers (preflightd denies: malformed)",
