@@ -467,7 +467,9 @@ fn chromium_agrees_with_the_edge_over_https() {
         .self_signed(&key)
         .expect("cert");
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.der()).expect("parse");
-    let spki = base64(&sha2::Sha256::digest(parsed.tbs_certificate.subject_pki.raw));
+    let spki = base64(&sha2::Sha256::digest(
+        parsed.tbs_certificate.subject_pki.raw,
+    ));
     let dir = tempfile::tempdir().expect("tempdir");
     let cert_path = dir.path().join("tls.crt");
     let key_path = dir.path().join("tls.key");
