@@ -546,3 +546,46 @@ fn a_kubernetes_secret_volume_swap_is_served_and_expiry_and_handshakes_are_metri
         1.0
     );
 }
+
+#[test]
+fn an_expired_certificate_pushed_at_reload_is_served_with_a_warning() {
+    let pki = Pki::new();
+    let (fresh, fresh_key) = pki.leaf("api-fresh", &["api.example.com"], None);
+    let (expired, expired_key) = pki.leaf("api-expired", &["api.example.com"], Some((2020, 1, 1)));
+    let live = tempfile::tempdir().expect("tempdir");
+    let cert = live.path().join("tls.crt");
+    let key = live.path().join("tls.key");
+    std::fs::copy(&fresh, &cert).expect("copy");
+    std::fs::copy(&fresh_key, &key).expect("copy");
+    let edge = Preflightd::start(
+        RULES,
+        None,
+        &[
+            "--tls-cert",
+            path(&cert),
+            "--tls-key",
+            path(&key),
+            "--no-watch",
+        ],
+    );
+    // Both files replaced, then SIGHUP: refusing an expired renewal would not bring a valid
+    // certificate back, so it is served, with a warning naming it.
+    std::fs::copy(&expired, &cert).expect("copy");
+    std::fs::copy(&expired_key, &key).expect("copy");
+    edge.process.signal("HUP");
+    let line = edge
+        .process
+        .wait_for_line("the certificate expired at 2020-01-01");
+    assert!(
+        line.contains("WARN") || line.contains("\"level\":\"WARN\""),
+        "{line}"
+    );
+    let subject = wait_for_subject(&edge, "api.example.com", "api-expired");
+    assert!(subject.contains("api-expired"), "{subject}");
+    assert_eq!(
+        edge.metric(
+            "preflightd_tls_certificate_reloads_total{result=\"success\",trigger=\"signal\"}"
+        ),
+        1.0
+    );
+}
