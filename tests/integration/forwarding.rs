@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::process::Command;
 use std::sync::Arc;
 
-use crate::support::{Preflightd, RULES, Upstream, connect, send};
+use crate::support::{Preflightd, RULES, Upstream, connect, logged_headers, send};
 use crate::tls::{Pki, path};
 
 /// The `X-Forwarded-For` and `-Proto` lines the upstream saw for a GET that claimed
@@ -21,8 +21,7 @@ fn forwarded(extra: &[&str]) -> (Vec<String>, Vec<String>) {
     assert_eq!(response.status, 200);
     let log = upstream.log();
     assert_eq!(log.len(), 1, "{log:#?}");
-    let headers: Vec<(String, String)> =
-        serde_json::from_value(log[0]["headers"].clone()).expect("headers");
+    let headers = logged_headers(&log[0]);
     let lines = |name: &str| -> Vec<String> {
         headers
             .iter()
@@ -61,23 +60,6 @@ fn a_bad_trusted_proxies_block_is_a_usage_error() {
     assert!(stderr.contains("prefix length must be 0 to 32"), "{stderr}");
 }
 
-/// The `X-Forwarded-For` values the upstream saw, in order.
-fn forwarded_for(upstream: &Upstream) -> Vec<String> {
-    upstream
-        .log()
-        .iter()
-        .map(|entry| {
-            let headers: Vec<(String, String)> =
-                serde_json::from_value(entry["headers"].clone()).expect("headers");
-            headers
-                .into_iter()
-                .find(|(n, _)| n == "x-forwarded-for")
-                .map(|(_, v)| v)
-                .unwrap_or_default()
-        })
-        .collect()
-}
-
 /// Sends `bytes` on a new connection and reads until it closes.
 fn exchange(edge: &Preflightd, bytes: &[u8]) -> String {
     let mut stream = connect(edge.data);
@@ -112,7 +94,10 @@ fn proxy_protocol_v1_and_v2_give_the_client_address_and_a_missing_header_closes(
     v2.extend_from_slice(GET.as_bytes());
     let v2 = exchange(&edge, &v2);
     assert!(v2.starts_with("HTTP/1.1 200"), "{v2}");
-    assert_eq!(forwarded_for(&upstream), ["203.0.113.7", "198.51.100.9"]);
+    assert_eq!(
+        upstream.seen("x-forwarded-for"),
+        ["203.0.113.7", "198.51.100.9"]
+    );
     // Preflights behind the header take the fast path as usual.
     let preflight = exchange(
         &edge,
@@ -175,11 +160,51 @@ fn proxy_protocol_comes_before_the_tls_handshake() {
     let _ = tls.read_to_end(&mut reply);
     let reply = String::from_utf8_lossy(&reply);
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
-    assert_eq!(forwarded_for(&upstream), ["192.0.2.44"]);
+    assert_eq!(upstream.seen("x-forwarded-for"), ["192.0.2.44"]);
 }
 
 /// The first certificate of a PEM file, as DER.
 fn rustls_pki_pem(pem: &[u8]) -> rustls::pki_types::CertificateDer<'static> {
     use rustls::pki_types::pem::PemObject;
     rustls::pki_types::CertificateDer::from_pem_slice(pem).expect("PEM certificate")
+}
+
+#[test]
+fn a_silent_or_trickling_client_on_a_proxy_protocol_listener_is_closed_at_the_header_timeout() {
+    let edge = Preflightd::start(
+        RULES,
+        None,
+        &["--proxy-protocol", "--header-read-timeout", "500ms"],
+    );
+    // One connection sends nothing; another starts a v1 line and never ends it.
+    let silent = connect(edge.data);
+    let mut partial = connect(edge.data);
+    partial.write_all(b"PROXY TCP4 203.0.11").expect("write");
+    let started = std::time::Instant::now();
+    for mut stream in [silent, partial] {
+        let mut reply = Vec::new();
+        let _ = stream.read_to_end(&mut reply);
+        assert!(reply.is_empty(), "{reply:?}");
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(400)
+            && waited < std::time::Duration::from_secs(5),
+        "{waited:?}"
+    );
+    assert_eq!(
+        edge.metric("preflightd_client_errors_total{kind=\"header_timeout\"}"),
+        2.0
+    );
+    // Meanwhile and after, a client behind a proper header is answered.
+    let answered = exchange(
+        &edge,
+        format!(
+            "PROXY TCP4 203.0.113.7 10.0.0.1 55555 443\r\n{}",
+            crate::support::preflight("/", "api.example.com", "https://app.example.com", "PUT", "")
+                .replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")
+        )
+        .as_bytes(),
+    );
+    assert!(answered.starts_with("HTTP/1.1 204"), "{answered}");
 }

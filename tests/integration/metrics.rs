@@ -187,3 +187,28 @@ fn the_hyper_path_times_every_preflight_answer() {
     }
     assert_eq!(timed(&edge) - before, 3.0);
 }
+
+#[test]
+fn the_fast_path_times_one_answer_in_sixteen() {
+    // 32 preflights on fresh connections, answered by the fast path: each of the two
+    // workers times one answer in 16 of its own, so 1 or 2 of them are timed (at least one
+    // worker answers 16); the hyper path would time all 32.
+    let edge = Preflightd::start(RULES, None, &[]);
+    for _ in 0..32 {
+        let response = send(
+            edge.data,
+            &preflight("/", "api.example.com", "https://app.example.com", "PUT", ""),
+        );
+        assert_eq!(response.status, 204);
+    }
+    let text = edge.metrics();
+    assert_eq!(
+        sample(
+            &text,
+            "preflightd_preflight_requests_total{result=\"allowed\",rule=\"web\"}"
+        ),
+        32.0
+    );
+    let timed = sample(&text, "preflightd_preflight_duration_seconds_count");
+    assert!((1.0..=2.0).contains(&timed), "{timed} of 32 answers timed");
+}

@@ -148,6 +148,25 @@ impl Upstream {
         );
         serde_json::from_slice(&response.body).expect("upstream log is JSON")
     }
+
+    /// For each logged request in order, the value of its first `name` line ("" if none).
+    pub fn seen(&self, name: &str) -> Vec<String> {
+        self.log()
+            .iter()
+            .map(|entry| {
+                logged_headers(entry)
+                    .into_iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v)
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+}
+
+/// The header lines (names lowercased, in order) of one entry of [`Upstream::log`].
+pub fn logged_headers(entry: &serde_json::Value) -> Vec<(String, String)> {
+    serde_json::from_value(entry["headers"].clone()).expect("logged headers")
 }
 
 /// Starts an example upstream binary with `args`; it prints `listening ADDR`.

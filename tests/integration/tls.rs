@@ -128,20 +128,8 @@ fn curl_gets_preflights_and_proxied_requests_over_tls_with_http_1_1_and_http_2()
         assert!(line.contains(" 200"), "{protocol}: {head}");
     }
     // The upstream learns the client came over TLS.
-    let log = upstream.log();
-    let protos: Vec<String> = log
-        .iter()
-        .map(|entry| {
-            let headers: Vec<(String, String)> =
-                serde_json::from_value(entry["headers"].clone()).expect("headers");
-            headers
-                .into_iter()
-                .find(|(n, _)| n == "x-forwarded-proto")
-                .map(|(_, v)| v)
-                .unwrap_or_default()
-        })
-        .collect();
-    assert_eq!(protos, ["https", "https"], "{log:#?}");
+    let protos = upstream.seen("x-forwarded-proto");
+    assert_eq!(protos, ["https", "https"]);
 }
 
 /// `openssl s_client` against the edge: its output (stdout and stderr).
