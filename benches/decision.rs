@@ -137,14 +137,18 @@ fn preflight(origin: &str, acrh: &str) -> HeaderMap {
     headers
 }
 
-fn decide_and_render(policy: &Policy, headers: &HeaderMap, out: &mut HeaderMap) -> u16 {
-    let request = Request {
+/// The benchmarked preflight: OPTIONS for api.example.com/v1/items with `headers`.
+fn request(headers: &HeaderMap) -> Request<'_> {
+    Request {
         method: &Method::OPTIONS,
         host: Some(b"api.example.com"),
         path: b"/v1/items",
         headers,
-    };
-    match decide(policy, &request) {
+    }
+}
+
+fn decide_and_render(policy: &Policy, headers: &HeaderMap, out: &mut HeaderMap) -> u16 {
+    match decide(policy, &request(headers)) {
         Decision::Answer(answer) => {
             out.clear();
             answer.write_headers(headers, out);
@@ -163,13 +167,7 @@ fn decide_and_write(
     headers: &HeaderMap,
     out: &mut Vec<u8>,
 ) -> usize {
-    let request = Request {
-        method: &Method::OPTIONS,
-        host: Some(b"api.example.com"),
-        path: b"/v1/items",
-        headers,
-    };
-    match decide(policy, &request) {
+    match decide(policy, &request(headers)) {
         Decision::Answer(answer) => {
             out.clear();
             wire.write(&answer, headers, b"Thu, 03 Dec 2026 12:00:00 GMT", out);
