@@ -98,11 +98,33 @@ pub fn sha256(sources: &[Source]) -> String {
 
 /// Reads `path` and returns its sources and their hash (the cheap half of a reload: an
 /// unchanged hash needs no compile).
+///
+/// A file written in place (`echo > rules.toml`, most scripts) is truncated, then filled: a
+/// read meanwhile can return the start of one version and the end of the next, which may
+/// parse, and would be a policy nobody wrote. So the rules are read twice, and again while
+/// the two reads differ (a few times at most; the change that is still being written
+/// triggers its own reload). Renames and ConfigMap swaps are atomic and always agree.
 pub fn read(path: &Path, max_bytes: u64) -> Result<(Vec<Source>, String), LoadError> {
-    let sources = read_sources(path, max_bytes).map_err(|diagnostics| LoadError { diagnostics })?;
-    let hash = sha256(&sources);
-    Ok((sources, hash))
+    let once = || -> Result<(Vec<Source>, String), LoadError> {
+        let sources =
+            read_sources(path, max_bytes).map_err(|diagnostics| LoadError { diagnostics })?;
+        let hash = sha256(&sources);
+        Ok((sources, hash))
+    };
+    let mut last = once()?;
+    for _ in 0..STABLE_READS {
+        let again = once()?;
+        if again.1 == last.1 {
+            return Ok(again);
+        }
+        last = again;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(last)
 }
+
+/// Further reads of the rules while consecutive reads differ (see [`read`]).
+const STABLE_READS: usize = 5;
 
 /// Parses, validates and compiles already-read sources: the candidate and its warnings.
 pub fn compile_sources(
