@@ -529,10 +529,14 @@ fn a_kubernetes_secret_volume_swap_is_served_and_expiry_and_handshakes_are_metri
     let mut reply = Vec::new();
     let _ = std::io::Read::read_to_end(&mut plain, &mut reply);
     assert_eq!(reply.first(), Some(&21), "{reply:?}");
-    assert_eq!(
-        edge.metric("preflightd_tls_handshakes_total{result=\"malformed\"}"),
-        1.0
-    );
+    // The failed handshake's socket is closed (by tokio-rustls) before the server counts it:
+    // the count follows within moments, not before the client sees the close.
+    let malformed = "preflightd_tls_handshakes_total{result=\"malformed\"}";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while edge.metric(malformed) < 1.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(edge.metric(malformed), 1.0);
 }
 
 #[test]
