@@ -1,7 +1,7 @@
 //! preflightd: answers CORS preflights at the edge from a compiled rules file and passes
 //! everything else to the upstream.
 //!
-//! The core (`syntax`, `fetch`, `rules`, `policy`, `cors`) does no network I/O and takes no
+//! The core (`syntax`, `fetch`, `rules`, `policy`, `cors`, `import`) does no network I/O and takes no
 //! clock: it turns a rules file into an immutable [`policy::Policy`] and a request into a
 //! [`cors::Decision`]. The shell around it holds the sockets, the files, the signals and the
 //! metrics; arrows point inward, and no module uses a module that uses it
@@ -20,6 +20,7 @@
 // Core.
 pub mod cors;
 pub mod fetch;
+pub mod import;
 pub mod policy;
 pub mod rules;
 pub mod syntax;

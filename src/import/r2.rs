@@ -1,0 +1,90 @@
+//! Cloudflare R2's CORS policy: the S3 shapes (R2's S3 API takes `PutBucketCors`), or the
+//! Cloudflare API's `{"rules": [{"allowed": {"origins", "methods", "headers"},
+//! "exposeHeaders", "maxAgeSeconds", "id"}]}` (Cloudflare API, R2 "Bucket CORS policy"),
+//! also as the API answers it, inside `{"result": ...}`.
+
+use serde_json::Value;
+
+use super::s3;
+use super::source::{JsonObject, Place, Problem, SourceRule, json_array, parse_json};
+
+const FIELDS: [&str; 4] = ["allowed", "exposeHeaders", "maxAgeSeconds", "id"];
+const ALLOWED_FIELDS: [&str; 3] = ["origins", "methods", "headers"];
+
+pub fn parse(text: &str) -> Result<Vec<SourceRule>, Vec<Problem>> {
+    if text.trim_start().starts_with('<') {
+        return s3::parse(text);
+    }
+    let value = parse_json(text).map_err(|p| vec![p])?;
+    let (rules, path) = match &value {
+        Value::Object(map) if map.contains_key("rules") => (&map["rules"], "rules".to_owned()),
+        Value::Object(map) if map.get("result").is_some_and(|r| r.get("rules").is_some()) => {
+            (&map["result"]["rules"], "result.rules".to_owned())
+        }
+        _ => return s3::parse_json_rules(&value),
+    };
+    let items = json_array(rules, &path).map_err(|p| vec![p])?;
+    let mut problems = Vec::new();
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let rule_path = format!("{path}[{i}]");
+        let rule = (|| -> Result<SourceRule, Problem> {
+            let object = JsonObject::new(item, rule_path.clone())?;
+            object.check_keys(&FIELDS, &mut problems);
+            let allowed_path = object.child_path("allowed");
+            let Some(allowed) = object.map.get("allowed") else {
+                return Err(Problem::new(
+                    Place::Path(rule_path.clone()),
+                    "no \"allowed\" object (origins, methods, headers)",
+                ));
+            };
+            let allowed = JsonObject::new(allowed, allowed_path)?;
+            allowed.check_keys(&ALLOWED_FIELDS, &mut problems);
+            Ok(SourceRule {
+                index: i + 1,
+                id: object.string("id")?,
+                place: Some(Place::Path(rule_path.clone())),
+                origins: allowed.strings("origins")?,
+                methods: allowed.strings("methods")?,
+                headers: allowed.strings("headers")?,
+                expose: object.strings("exposeHeaders")?,
+                max_age: object.integer("maxAgeSeconds")?,
+                response_header_both: false,
+            })
+        })();
+        match rule {
+            Ok(rule) => out.push(rule),
+            Err(p) => problems.push(p),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_cloudflare_api_and_the_s3_shapes() {
+        let api = r#"{"rules": [{"allowed": {"origins": ["http://localhost:3000"],
+            "methods": ["GET"], "headers": ["x-requested-by"]}, "id": "Allow Localhost",
+            "exposeHeaders": ["Content-Encoding"], "maxAgeSeconds": 3600}]}"#;
+        let rules = parse(api).unwrap();
+        assert_eq!(rules[0].id.as_deref(), Some("Allow Localhost"));
+        assert_eq!(rules[0].headers[0].value, "x-requested-by");
+        assert_eq!(rules[0].expose[0].value, "Content-Encoding");
+        let wrapped = format!(r#"{{"success": true, "result": {api}}}"#);
+        assert_eq!(parse(&wrapped).unwrap(), rules);
+        let s3 = r#"[{"AllowedOrigins": ["http://localhost:3000"], "AllowedMethods": ["GET"]}]"#;
+        assert_eq!(parse(s3).unwrap()[0].methods[0].value, "GET");
+        let problems = parse(r#"{"rules": [{"id": "x"}]}"#).unwrap_err();
+        assert_eq!(
+            problems[0].render("r2.json"),
+            "r2.json: rules[0]: no \"allowed\" object (origins, methods, headers)"
+        );
+    }
+}
