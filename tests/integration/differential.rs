@@ -263,7 +263,7 @@ headers = ["*", "authorization", "x-*"]
 fn generated_preflights_under_bucket_rules_get_the_same_answer_from_both_paths() {
     let allowed = generated_preflights_against(BUCKET_RULES, 150, |edge| {
         // Each feature answering, so the comparison covers them whatever is generated.
-        let fixed: [(&str, &[(&str, &[u8])]); 3] = [
+        let fixed: [(&str, Lines); 3] = [
             (
                 "/creds/a",
                 &[
@@ -304,6 +304,9 @@ fn generated_preflights_under_bucket_rules_get_the_same_answer_from_both_paths()
     });
     assert!(allowed > 0, "some generated preflights are allowed");
 }
+
+/// Field lines of a request, as written.
+type Lines<'a> = &'a [(&'a str, &'a [u8])];
 
 /// Runs `cases` generated preflights against `rules` (after `first`), both ways; returns how
 /// many were allowed.
