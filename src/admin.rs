@@ -27,7 +27,7 @@ use crate::conn::{self, Connection, Limits, Phase, Pressure, Tracked, WatchedIo}
 use crate::fetch::TEXT_PLAIN;
 use crate::live::{Live, Snapshot};
 use crate::metrics::ClientError;
-use crate::rules::{ActualResponses, Unmatched};
+use crate::rules::{ActualResponses, PreflightStatus, Unmatched};
 
 /// How the admin listener's connections are bounded (DESIGN 10): the data listener's head and
 /// idle timeouts, and a small cap of its own, so that idle admin connections can neither hold
@@ -189,7 +189,8 @@ fn rules_json(active: &Snapshot) -> Value {
                 "paths": rule.paths,
                 "origins": rule.origins.iter().map(|o| o.pattern.to_string()).collect::<Vec<_>>(),
                 "methods": rule.methods.written(),
-                "headers": rule.headers.written(),
+                "only_listed_methods": rule.only_listed_methods,
+                "headers": rule.headers.written_all(),
                 "expose": rule.expose.written(),
                 "credentials": rule.credentials,
                 "max_age": rule.max_age,
@@ -209,6 +210,10 @@ fn rules_json(active: &Snapshot) -> Value {
             "actual_responses": match settings.actual_responses {
                 ActualResponses::Untouched => "untouched",
                 ActualResponses::Fill => "fill",
+            },
+            "preflight_status": match settings.preflight_status {
+                PreflightStatus::NoContent => 204,
+                PreflightStatus::Ok => 200,
             },
         },
         "rules": rules,

@@ -12,6 +12,7 @@ use super::checks::header_allowed;
 use super::request::Fields;
 use crate::fetch::{ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK, NO_STORE, STAR, TEXT_PLAIN, TRUE};
 use crate::policy::{AllowList, AllowOrigin, CompiledRule, Policy};
+use crate::rules::PreflightStatus;
 use crate::syntax::{line_items, trim_ows};
 
 /// Every value of the `result` label of `preflightd_preflight_requests_total`, each written
@@ -127,9 +128,12 @@ impl<'p> Answer<'p> {
 
     pub fn status(&self) -> StatusCode {
         // Fetch: CORS-preflight fetch, step 7 (CORS-CHECKLIST 2.1): only an ok status (2xx)
-        // passes; 204 does, and a denial's 403 must not.
+        // passes; 204 and 200 do, and a denial's 403 must not.
         if self.grants {
-            StatusCode::NO_CONTENT
+            match self.policy.settings().preflight_status {
+                PreflightStatus::NoContent => StatusCode::NO_CONTENT,
+                PreflightStatus::Ok => StatusCode::OK,
+            }
         } else {
             StatusCode::FORBIDDEN
         }

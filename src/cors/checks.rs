@@ -30,10 +30,14 @@ pub(super) fn evaluate(rule: &CompiledRule, preflight: &Preflight<'_>) -> Verdic
 
 /// Fetch: CORS-preflight fetch, step 7.5 (CORS-CHECKLIST 2.7): methods compare byte-exactly
 /// (a rule `PATCH` does not allow `patch`; Chromium's old uppercasing, 2.8, is not copied);
-/// a CORS-safelisted method passes whatever the list says (2.13).
+/// a CORS-safelisted method passes whatever the list says (2.13), unless the rule sets
+/// `only_listed_methods` (the bucket model: S3 and its peers refuse a preflight whose method
+/// no rule lists, GET included).
 #[inline]
 fn method_allowed(rule: &CompiledRule, method: &[u8]) -> bool {
-    is_cors_safelisted_method(method) || rule.methods.any || rule.methods.contains_exact(method)
+    (!rule.only_listed_methods && is_cors_safelisted_method(method))
+        || rule.methods.any
+        || rule.methods.contains_exact(method)
 }
 
 /// Fetch: CORS-preflight fetch, steps 7.6-7.7 (CORS-CHECKLIST 2.9): names compare

@@ -188,7 +188,9 @@ impl Template {
             }
         });
         let body = answer.body().as_bytes();
-        if !body.is_empty() {
+        // RFC 9110 8.6: a 204 carries no Content-Length; any other answer says its length,
+        // `0` for an empty 200 (`preflight_status = 200`), as hyper writes it.
+        if !body.is_empty() || status != StatusCode::NO_CONTENT {
             builder.text(format!("content-length: {}\r\n", body.len()).as_bytes());
         }
         builder.text(b"date: ");

@@ -14,7 +14,8 @@ pub enum AllowList {
     /// The rule's list, rendered once.
     Value(HeaderValue),
     /// A `*` list with credentials: `*` is literal to browsers then (CORS-CHECKLIST 2.11),
-    /// so what was requested is echoed.
+    /// so what was requested is echoed. Also a list with prefix globs, which no header value
+    /// can say: the requested names the globs cover are echoed.
     Echo,
 }
 
@@ -24,7 +25,7 @@ impl AllowList {
         credentials: bool,
         field: &'static str,
     ) -> Result<Self, HeaderValueError> {
-        if list.any && credentials {
+        if (list.any && credentials) || !list.prefixes.is_empty() {
             return Ok(AllowList::Echo);
         }
         let written = list.written();

@@ -52,6 +52,8 @@ pub struct CompiledRule {
     pub hosts: Vec<HostScope>,
     pub paths: Vec<String>,
     pub methods: TokenList,
+    /// GET, HEAD and POST pass only when listed (`only_listed_methods`).
+    pub only_listed_methods: bool,
     pub headers: TokenList,
     pub credentials: bool,
     pub private_network: bool,
@@ -168,6 +170,7 @@ fn compile_rule(rule: &Rule) -> Result<CompiledRule, HeaderValueError> {
         hosts: rule.hosts.clone(),
         paths: rule.paths.clone(),
         methods: rule.methods.clone(),
+        only_listed_methods: rule.only_listed_methods,
         headers: rule.headers.clone(),
         credentials: rule.credentials,
         private_network: rule.private_network,

@@ -115,6 +115,9 @@ pub struct OriginMatcher {
     regexes: Option<CompiledDfa>,
     any: Vec<u32>,
     null: Vec<u32>,
+    /// `scheme://*` entries: `scheme://` and the rules that list it, one per distinct scheme
+    /// (a handful at most, so a lookup is flat in the number of rules).
+    schemes: Vec<(Vec<u8>, Vec<u32>)>,
 }
 
 impl OriginMatcher {
@@ -135,6 +138,13 @@ impl OriginMatcher {
                     OriginPattern::Host(origin) => {
                         host_entries.add((host_key_prefix(origin), host_tail(origin)), index);
                     }
+                    OriginPattern::AnyOfScheme(scheme) => {
+                        let prefix = format!("{scheme}://").into_bytes();
+                        match matcher.schemes.iter_mut().find(|(p, _)| *p == prefix) {
+                            Some((_, rules)) => rules.push(index),
+                            None => matcher.schemes.push((prefix, vec![index])),
+                        }
+                    }
                     OriginPattern::Regex(regex) => {
                         first_regex.get_or_insert(&entry.location);
                         regexes.add(format!("(?:{regex})\\z"), index);
@@ -144,6 +154,9 @@ impl OriginMatcher {
         }
         matcher.any.dedup();
         matcher.null.dedup();
+        for (_, rules) in &mut matcher.schemes {
+            rules.dedup();
+        }
         let (host_keys, host_rules) = host_entries.finish();
         matcher.hosts = build_host_entries(host_keys, host_rules)
             .map_err(|reason| MatcherError::HostEntries { reason })?;
@@ -187,6 +200,13 @@ impl OriginMatcher {
                 found(&self.null);
             }
             return;
+        }
+        for (prefix, rules) in &self.schemes {
+            // Schemes compare byte-exactly: a browser serializes them in lowercase
+            // (CORS-CHECKLIST 3.1), as the entries are normalized.
+            if origin.len() > prefix.len() && origin.starts_with(prefix) {
+                found(rules);
+            }
         }
         if let Some(hosts) = &self.hosts {
             hosts.report(origin, &mut found);

@@ -13,8 +13,8 @@ use toml::de::{DeTable, DeValue};
 
 use super::diagnostic::{Diagnostic, LineIndex, Location, Subject};
 use super::model::{
-    ActualResponses, DEFAULT_MAX_AGE, DEFAULT_METHODS, HostScope, MAX_MAX_AGE, OriginEntry, Rule,
-    Rules, Settings, TokenList, Unmatched,
+    ActualResponses, DEFAULT_MAX_AGE, DEFAULT_METHODS, HostScope, MAX_MAX_AGE, OriginEntry,
+    PreflightStatus, Rule, Rules, Settings, TokenList, Unmatched,
 };
 use super::origin::{OriginPattern, check_regex, parse_origin};
 use super::validate;
@@ -243,6 +243,7 @@ const RULE_KEYS: &[&str] = &[
     "paths",
     "origins",
     "methods",
+    "only_listed_methods",
     "headers",
     "expose",
     "credentials",
@@ -251,8 +252,15 @@ const RULE_KEYS: &[&str] = &[
     "dangerously_allow_insecure_origins",
     "dangerously_allow_public_suffix_globs",
     "dangerously_allow_unpinned_regex_origins",
+    "dangerously_allow_scheme_wildcard_with_credentials",
 ];
-const SETTINGS_KEYS: &[&str] = &["unmatched", "debug", "cdn_max_age", "actual_responses"];
+const SETTINGS_KEYS: &[&str] = &[
+    "unmatched",
+    "debug",
+    "cdn_max_age",
+    "actual_responses",
+    "preflight_status",
+];
 const TOP_KEYS: &[&str] = &["settings", "rule"];
 /// A year: more than any CDN keeps an object, and enough to catch a typo in units.
 const MAX_CDN_MAX_AGE: i64 = 31_536_000;
@@ -480,6 +488,21 @@ impl<'a> FileWalker<'a> {
                     ),
                     None => {}
                 },
+                "preflight_status" => {
+                    if let Some(n) =
+                        self.integer(&subject, name, value, (200, 204), "; write 204 or 200")
+                    {
+                        match n {
+                            200 => settings.preflight_status = PreflightStatus::Ok,
+                            204 => settings.preflight_status = PreflightStatus::NoContent,
+                            other => self.error(
+                                &value.span(),
+                                &subject,
+                                format!("preflight_status must be 204 or 200, found {other}"),
+                            ),
+                        }
+                    }
+                }
                 other => self.unknown_key(&key.span(), &subject, other, SETTINGS_KEYS),
             }
         }
@@ -522,7 +545,9 @@ impl<'a> FileWalker<'a> {
             methods: TokenList {
                 any: false,
                 items: DEFAULT_METHODS.iter().map(|m| (*m).to_owned()).collect(),
+                prefixes: Vec::new(),
             },
+            only_listed_methods: false,
             headers: TokenList::default(),
             expose: TokenList::default(),
             credentials: false,
@@ -531,6 +556,7 @@ impl<'a> FileWalker<'a> {
             dangerously_allow_insecure_origins: false,
             dangerously_allow_public_suffix_globs: false,
             dangerously_allow_unpinned_regex_origins: false,
+            dangerously_allow_scheme_wildcard_with_credentials: false,
         };
         let mut saw_origins = false;
         for (key, value) in table {
@@ -588,13 +614,18 @@ impl<'a> FileWalker<'a> {
                     }
                 }
                 "methods" => {
-                    rule.methods = self.tokens(&subject, key_name, value, "method", false);
+                    rule.methods = self.tokens(&subject, key_name, value, Tokens::Methods);
+                }
+                "only_listed_methods" => {
+                    if let Some(b) = self.boolean(&subject, key_name, value) {
+                        rule.only_listed_methods = b;
+                    }
                 }
                 "headers" => {
-                    rule.headers = self.tokens(&subject, key_name, value, "header", true);
+                    rule.headers = self.tokens(&subject, key_name, value, Tokens::Headers);
                 }
                 "expose" => {
-                    rule.expose = self.tokens(&subject, key_name, value, "header", true);
+                    rule.expose = self.tokens(&subject, key_name, value, Tokens::Expose);
                 }
                 "credentials" => {
                     if let Some(b) = self.boolean(&subject, key_name, value) {
@@ -628,6 +659,11 @@ impl<'a> FileWalker<'a> {
                         rule.dangerously_allow_unpinned_regex_origins = b;
                     }
                 }
+                "dangerously_allow_scheme_wildcard_with_credentials" => {
+                    if let Some(b) = self.boolean(&subject, key_name, value) {
+                        rule.dangerously_allow_scheme_wildcard_with_credentials = b;
+                    }
+                }
                 other => self.unknown_key(&key.span(), &subject, other, RULE_KEYS),
             }
         }
@@ -642,36 +678,75 @@ impl<'a> FileWalker<'a> {
     }
 
     /// A list of tokens where `*` means any. Header names are lowercased (they compare
-    /// case-insensitively, CORS-CHECKLIST 2.9); methods are kept as written (2.7).
+    /// case-insensitively, CORS-CHECKLIST 2.9); methods are kept as written (2.7). In
+    /// `headers`, a token ending in one `*` is a prefix glob (`x-amz-meta-*`, as the bucket
+    /// configurations write them); `*` is a token character (RFC 9110 5.6.2), so elsewhere
+    /// such an entry is refused rather than kept as a name no one would send.
     fn tokens(
         &mut self,
         subject: &Subject,
         key: &str,
         value: &Value<'_>,
-        what: &str,
-        lowercase: bool,
+        kind: Tokens,
     ) -> TokenList {
+        let (what, lowercase) = match kind {
+            Tokens::Methods => ("method", false),
+            Tokens::Headers | Tokens::Expose => ("header", true),
+        };
         let mut list = TokenList::default();
         for (item, span) in self.strings(subject, key, value) {
             if item == "*" {
                 list.any = true;
-            } else if !is_token(item.as_bytes()) {
+                continue;
+            }
+            if !is_token(item.as_bytes()) {
                 let message =
                     format!("invalid {what} {item:?}: not an HTTP token (RFC 9110 5.6.2)");
                 self.error(&span, subject, message);
+                continue;
+            }
+            let item = if lowercase {
+                item.to_ascii_lowercase()
             } else {
-                let item = if lowercase {
-                    item.to_ascii_lowercase()
-                } else {
-                    item.to_owned()
+                item.to_owned()
+            };
+            if item.contains('*') {
+                let prefix = item.strip_suffix('*').filter(|p| !p.contains('*'));
+                let message = match (kind, prefix) {
+                    (Tokens::Headers, Some(prefix)) => {
+                        if !list.prefixes.iter().any(|p| p == prefix) {
+                            list.prefixes.push(prefix.to_owned());
+                        }
+                        continue;
+                    }
+                    (Tokens::Headers, None) => format!(
+                        "invalid header {item:?}: \"*\" may only end a prefix glob, as in \"x-amz-meta-*\""
+                    ),
+                    (Tokens::Expose, _) => format!(
+                        "invalid header {item:?}: Access-Control-Expose-Headers takes names or \"*\", \
+                         never a prefix glob; list the names"
+                    ),
+                    (Tokens::Methods, _) => format!(
+                        "invalid method {item:?}: \"*\" may only stand alone, for any method"
+                    ),
                 };
-                if !list.items.contains(&item) {
-                    list.items.push(item);
-                }
+                self.error(&span, subject, message);
+                continue;
+            }
+            if !list.items.contains(&item) {
+                list.items.push(item);
             }
         }
         list
     }
+}
+
+/// Which token list a key holds.
+#[derive(Debug, Clone, Copy)]
+enum Tokens {
+    Methods,
+    Headers,
+    Expose,
 }
 
 fn is_rule_name(name: &str) -> bool {

@@ -20,6 +20,9 @@ pub struct Settings {
     pub debug: bool,
     pub cdn_max_age: u32,
     pub actual_responses: ActualResponses,
+    /// The status of a preflight answer that grants: 204 (the default) or 200, for user agents
+    /// and S3 clients that expect 200 (Fetch accepts any ok status, CORS-CHECKLIST 2.1).
+    pub preflight_status: PreflightStatus,
 }
 
 impl Default for Settings {
@@ -29,6 +32,7 @@ impl Default for Settings {
             debug: false,
             cdn_max_age: 0,
             actual_responses: ActualResponses::Untouched,
+            preflight_status: PreflightStatus::NoContent,
         }
     }
 }
@@ -47,6 +51,15 @@ pub enum Unmatched {
 pub enum ActualResponses {
     Untouched,
     Fill,
+}
+
+/// `[settings] preflight_status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreflightStatus {
+    /// 204 No Content.
+    NoContent,
+    /// 200 OK (with `content-length: 0`).
+    Ok,
 }
 
 pub const DEFAULT_MAX_AGE: u32 = 7200;
@@ -69,6 +82,9 @@ pub struct Rule {
     pub origins: Vec<OriginEntry>,
     /// Methods as written (case-sensitive tokens).
     pub methods: TokenList,
+    /// Only the listed methods pass: GET, HEAD and POST too must be listed (the bucket model;
+    /// a browser would pass them whatever the list says, CORS-CHECKLIST 2.13).
+    pub only_listed_methods: bool,
     /// Header names, lowercased.
     pub headers: TokenList,
     /// Exposed response header names, lowercased.
@@ -78,6 +94,9 @@ pub struct Rule {
     pub private_network: bool,
     pub dangerously_allow_insecure_origins: bool,
     pub dangerously_allow_public_suffix_globs: bool,
+    /// Lets a credentialed rule keep a `scheme://*` origin (any site of that scheme may then
+    /// act as the user).
+    pub dangerously_allow_scheme_wildcard_with_credentials: bool,
     /// Lets a credentialed rule keep a `regex:` origin that is not pinned to a fixed
     /// registrable domain (it could match a site anyone can register).
     pub dangerously_allow_unpinned_regex_origins: bool,
@@ -127,6 +146,8 @@ pub struct TokenList {
     pub any: bool,
     /// The other items, in the order written, without duplicates.
     pub items: Vec<String>,
+    /// Prefix globs (`x-amz-meta-*`), stored without the `*`, lowercased; header lists only.
+    pub prefixes: Vec<String>,
 }
 
 impl TokenList {
@@ -145,14 +166,34 @@ impl TokenList {
     /// `*`, which never covers `authorization`.
     #[inline]
     pub fn allows_header_name(&self, name: &[u8]) -> bool {
-        self.contains_ignore_case(name) || (self.any && wildcard_covers_header_name(name))
+        self.contains_ignore_case(name)
+            || self.prefix_covers(name)
+            || (self.any && wildcard_covers_header_name(name))
     }
 
-    /// The list as written: `*` first when present, then the items.
+    /// Whether a prefix glob covers `name`: it starts with the prefix, ASCII-case-insensitively
+    /// (the glob's `*` stands for zero or more characters, as in the bucket configurations).
+    #[inline]
+    pub fn prefix_covers(&self, name: &[u8]) -> bool {
+        self.prefixes.iter().any(|prefix| {
+            name.len() >= prefix.len()
+                && name[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+        })
+    }
+
+    /// The literal entries as written: `*` first when present, then the items (prefix globs
+    /// are in [`TokenList::written_all`]).
     pub fn written(&self) -> Vec<&str> {
         let star = self.any.then_some("*");
         star.into_iter()
             .chain(self.items.iter().map(String::as_str))
             .collect()
+    }
+
+    /// Every entry as written, prefix globs included with their `*`.
+    pub fn written_all(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.written().into_iter().map(str::to_owned).collect();
+        all.extend(self.prefixes.iter().map(|p| format!("{p}*")));
+        all
     }
 }

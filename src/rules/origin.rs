@@ -19,6 +19,9 @@ pub enum OriginPattern {
     Host(HostOrigin),
     /// `regex:<pattern>`, matched against the whole origin.
     Regex(String),
+    /// `scheme://*`: any origin of this scheme, any host and port (B2's `"https"`, S3's
+    /// `https://*`).
+    AnyOfScheme(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +54,7 @@ impl fmt::Display for OriginPattern {
             OriginPattern::Any => f.write_str("*"),
             OriginPattern::Null => f.write_str("null"),
             OriginPattern::Regex(pattern) => write!(f, "regex:{pattern}"),
+            OriginPattern::AnyOfScheme(scheme) => write!(f, "{scheme}://*"),
             OriginPattern::Host(origin) => origin.fmt(f),
         }
     }
@@ -108,6 +112,8 @@ impl OriginPattern {
             (OriginPattern::Null, OriginPattern::Null) => true,
             (OriginPattern::Regex(a), OriginPattern::Regex(b)) => a == b,
             (OriginPattern::Host(a), OriginPattern::Host(b)) => a.covers(b),
+            (OriginPattern::AnyOfScheme(a), OriginPattern::AnyOfScheme(b)) => a == b,
+            (OriginPattern::AnyOfScheme(a), OriginPattern::Host(b)) => *a == b.scheme,
             _ => false,
         }
     }
@@ -381,6 +387,9 @@ pub fn parse_origin(entry: &str) -> Result<OriginPattern, String> {
     if !scheme_ok {
         return Err(invalid(&format!("invalid scheme {scheme:?}")));
     }
+    if rest == "*" {
+        return Ok(OriginPattern::AnyOfScheme(scheme));
+    }
     // Browsers serialize origins without path, query, fragment or userinfo (CORS-CHECKLIST 3.1).
     if let Some(cut) = rest.find(['/', '?', '#']) {
         let what = match rest.as_bytes()[cut] {
@@ -486,7 +495,10 @@ fn parse_host(host: &str, scheme: &str, port: PortSpec) -> Result<HostSpec, Stri
     };
     if name.contains('*') || (host.contains('*') && !is_glob) {
         return Err(
-            "\"*\" may only stand for the leading labels, as in \"https://*.example.com\"".into(),
+            "\"*\" may only stand for the leading labels, as in \"https://*.example.com\", or \
+             for the whole host and port, as in \"https://*\"; for a \"*\" inside a label, \
+             write a regex: entry"
+                .into(),
         );
     }
     for label in name.split('.') {
@@ -576,11 +588,11 @@ mod tests {
             ),
             (
                 "https://a*.com",
-                r#"invalid origin "https://a*.com": "*" may only stand for the leading labels, as in "https://*.example.com""#,
+                r#"invalid origin "https://a*.com": "*" may only stand for the leading labels, as in "https://*.example.com", or for the whole host and port, as in "https://*"; for a "*" inside a label, write a regex: entry"#,
             ),
             (
                 "https://x.*.com",
-                r#"invalid origin "https://x.*.com": "*" may only stand for the leading labels, as in "https://*.example.com""#,
+                r#"invalid origin "https://x.*.com": "*" may only stand for the leading labels, as in "https://*.example.com", or for the whole host and port, as in "https://*"; for a "*" inside a label, write a regex: entry"#,
             ),
             (
                 "https://a.com:99999",

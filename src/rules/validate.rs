@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::diagnostic::{Diagnostic, Location, Subject};
 use super::model::{CHROMIUM_MAX_AGE_CAP, HostScope, Rule, Rules, TokenList};
 use super::origin::{HostSpec, OriginPattern, PortSpec, RegexFacts};
-use crate::fetch::is_cors_safelisted_method;
+use crate::fetch::{CORS_SAFELISTED_METHODS, is_cors_safelisted_method};
 
 /// Methods the Fetch standard uppercases before sending (FETCH §"Methods", normalize); a rule
 /// listing one of them in lowercase never matches a browser.
@@ -57,6 +57,24 @@ fn check_rule(rule: &Rule, diagnostics: &mut Vec<Diagnostic>) {
                  credentialed requests; list the origins"
                     .into(),
             )),
+            // CORS-CHECKLIST 3.5: a reflected origin with credentials lets that site act as
+            // the user; `scheme://*` reflects every site of the scheme.
+            OriginPattern::AnyOfScheme(scheme) if rule.credentials => {
+                if !rule.dangerously_allow_scheme_wildcard_with_credentials {
+                    diagnostics.push(error(format!(
+                        "origin {written:?} with credentials: every {scheme} site could act as \
+                         the user; list the origins, or set \
+                         dangerously_allow_scheme_wildcard_with_credentials = true"
+                    )));
+                }
+                if scheme == "http" && !rule.dangerously_allow_insecure_origins {
+                    diagnostics.push(error(format!(
+                        "origin {written:?} with credentials over plain http: anyone on the \
+                         network path can act as it; use https, or set \
+                         dangerously_allow_insecure_origins = true"
+                    )));
+                }
+            }
             // CORS-CHECKLIST 3.3: sandboxed iframes and data: documents all send `null`.
             OriginPattern::Null if rule.credentials => diagnostics.push(warning(
                 "origin \"null\" with credentials: every sandboxed iframe, data: URL and \
@@ -130,6 +148,27 @@ fn check_rule(rule: &Rule, diagnostics: &mut Vec<Diagnostic>) {
                 format!("method {method:?} never matches a browser: fetch() sends it as {upper:?}"),
             ));
         }
+    }
+    for prefix in &rule.headers.prefixes {
+        // Fetch keeps `authorization` out of `*` (CORS-CHECKLIST 2.9); a glob that reaches it
+        // is allowed (the bucket configurations do), but rarely meant.
+        if "authorization".starts_with(prefix.as_str()) {
+            diagnostics.push(Diagnostic::warning(
+                rule.location.clone(),
+                subject(rule),
+                format!(
+                    "header glob \"{prefix}*\" also allows \"authorization\" (which \"*\" never \
+                     does); list the names if that is not meant"
+                ),
+            ));
+        }
+    }
+    if rule.only_listed_methods && !rule.methods.any && rule.methods.items.is_empty() {
+        diagnostics.push(Diagnostic::error(
+            rule.location.clone(),
+            subject(rule),
+            "only_listed_methods with an empty methods list: the rule would never answer",
+        ));
     }
     if rule.expose.any && rule.credentials {
         diagnostics.push(Diagnostic::warning(
@@ -305,6 +344,7 @@ fn covering_keys(pattern: &OriginPattern) -> Vec<String> {
             PortSpec::Any => ":*".into(),
         };
         let scheme = &origin.scheme;
+        keys.push(format!("{scheme}://*"));
         keys.push(format!("{scheme}://{host}:*"));
         let mut domain = host;
         if is_glob {
@@ -336,21 +376,43 @@ fn shadows(earlier: &Rule, later: &Rule) -> bool {
         .origins
         .iter()
         .all(|l| earlier.origins.iter().any(|e| e.pattern.covers(&l.pattern)));
+    let earlier_allows = |m: &[u8]| {
+        earlier.methods.any
+            || earlier.methods.contains_exact(m)
+            || (!earlier.only_listed_methods && is_cors_safelisted_method(m))
+    };
+    // Every method the later rule allows: its list, and the safelisted ones unless it lists
+    // only its own.
     let methods = earlier.methods.any
         || (!later.methods.any
-            && later.methods.items.iter().all(|m| {
-                is_cors_safelisted_method(m.as_bytes())
-                    || earlier.methods.contains_exact(m.as_bytes())
-            }));
+            && later
+                .methods
+                .items
+                .iter()
+                .all(|m| earlier_allows(m.as_bytes()))
+            && (later.only_listed_methods
+                || CORS_SAFELISTED_METHODS
+                    .iter()
+                    .all(|m| earlier_allows(m.as_bytes()))));
     hosts && paths && origins && methods && headers_cover(&earlier.headers, &later.headers)
 }
 
 fn headers_cover(earlier: &TokenList, later: &TokenList) -> bool {
+    // A later prefix glob is covered by an earlier glob that is a prefix of it, or by `*`
+    // when the glob cannot reach `authorization` (which `*` leaves out).
+    let prefix_covered = |prefix: &str| {
+        earlier
+            .prefixes
+            .iter()
+            .any(|p| prefix.starts_with(p.as_str()))
+            || (earlier.any && !"authorization".starts_with(prefix))
+    };
     (earlier.any || !later.any)
         && later
             .items
             .iter()
             .all(|name| earlier.allows_header_name(name.as_bytes()))
+        && later.prefixes.iter().all(|p| prefix_covered(p))
 }
 
 fn host_scope_covers(earlier: &HostScope, later: &HostScope) -> bool {

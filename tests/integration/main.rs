@@ -1,6 +1,7 @@
 //! Integration tests, compiled as one binary (one `mod` per area).
 
 mod browser;
+mod bucket_rules;
 mod cli;
 mod decision;
 mod differential;
