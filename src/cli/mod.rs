@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod explain;
+pub mod import;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +29,51 @@ pub enum Command {
     Check(CheckArgs),
     /// Show which rule answers a preflight, why each other rule does not, and the exact answer
     Explain(ExplainArgs),
+    /// Turn a storage bucket's CORS configuration (S3, B2, GCS, Azure Blob, R2) into a rules
+    /// file that answers preflights as the bucket does; exit 0 ok, 1 invalid or inexpressible
+    /// input (2 usage)
+    Import(ImportArgs),
+}
+
+/// The storage services `import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FromArg {
+    /// Amazon S3: CORSConfiguration XML, AWS CLI JSON {"CORSRules": [...]}, or the console's array
+    S3,
+    /// Backblaze B2: the corsRules array, alone or in a bucket object
+    B2,
+    /// Google Cloud Storage: the JSON array of {origin, method, responseHeader, maxAgeSeconds}
+    Gcs,
+    /// Azure Blob Storage: <Cors><CorsRule> XML
+    Azure,
+    /// Cloudflare R2: the S3 shapes, or the Cloudflare API's {"rules": [...]}
+    R2,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The vendor whose CORS configuration FILE holds
+    #[arg(long, value_enum)]
+    pub from: FromArg,
+    /// The vendor's CORS configuration; "-" reads stdin
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Write the rules file here (atomically) instead of stdout
+    #[arg(short = 'o', long = "output", value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Import what cannot be expressed exactly anyway, never allowing more than the vendor:
+    /// a warning and a comment instead of an error
+    #[arg(long)]
+    pub lossy: bool,
+    /// Scope every imported rule to this host (exact or "*.domain"); repeatable
+    #[arg(long, value_name = "HOST")]
+    pub host: Vec<String>,
+    /// Scope every imported rule to this path prefix; repeatable
+    #[arg(long, value_name = "PREFIX")]
+    pub path: Vec<String>,
+    /// Put this in front of every rule name (e.g. "bucket-")
+    #[arg(long, value_name = "PREFIX", default_value = "")]
+    pub name_prefix: String,
 }
 
 #[derive(Debug, Args)]

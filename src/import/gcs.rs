@@ -83,7 +83,7 @@ mod tests {
         let problems = parse(r#"{"cors": [{"origins": []}]}"#).unwrap_err();
         assert_eq!(
             problems[0].render("gcs.json"),
-            "gcs.json: cors[0].origins: unknown field \"origins\"; expected one of origin, method, responseHeader, maxAgeSeconds"
+            "gcs.json: cors[0].origins: unknown field \"origins\"; did you mean \"origin\"?"
         );
     }
 }

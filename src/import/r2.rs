@@ -78,7 +78,13 @@ mod tests {
         assert_eq!(rules[0].headers[0].value, "x-requested-by");
         assert_eq!(rules[0].expose[0].value, "Content-Encoding");
         let wrapped = format!(r#"{{"success": true, "result": {api}}}"#);
-        assert_eq!(parse(&wrapped).unwrap(), rules);
+        let unwrapped = parse(&wrapped).unwrap();
+        assert_eq!(unwrapped[0].id, rules[0].id);
+        assert_eq!(unwrapped[0].origins[0].value, rules[0].origins[0].value);
+        assert_eq!(
+            unwrapped[0].place,
+            Some(Place::Path("result.rules[0]".into()))
+        );
         let s3 = r#"[{"AllowedOrigins": ["http://localhost:3000"], "AllowedMethods": ["GET"]}]"#;
         assert_eq!(parse(s3).unwrap()[0].methods[0].value, "GET");
         let problems = parse(r#"{"rules": [{"id": "x"}]}"#).unwrap_err();

