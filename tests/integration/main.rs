@@ -8,6 +8,7 @@ mod differential;
 mod fast_path;
 mod fill;
 mod forwarding;
+mod import;
 mod lifecycle;
 mod limits;
 mod metrics;

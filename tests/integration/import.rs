@@ -1,0 +1,636 @@
+//! `preflightd import`, run as the real binary on each vendor's documented examples
+//! (`tests/data/import/`), then the imported rules served by the real server in front of a
+//! real upstream, answering preflights as the vendor documents: status, origin, credentials,
+//! method and header coverage, max-age, and exposed headers on a filled GET.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use crate::support::{Preflightd, RULES, Upstream, WAIT, preflight, send};
+
+fn preflightd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_preflightd"))
+        .args(args)
+        .output()
+        .expect("run preflightd")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Imports `file` (under tests/data/import/) and checks the result with `preflightd check`.
+fn imported(from: &str, file: &str, extra: &[&str]) -> String {
+    let path = format!("tests/data/import/{file}");
+    let mut args = vec!["import", "--from", from, path.as_str()];
+    args.extend_from_slice(extra);
+    let out = preflightd(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let toml = String::from_utf8(out.stdout).expect("UTF-8 rules");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("imported.toml");
+    std::fs::write(&rules, &toml).expect("write rules");
+    let check = preflightd(&["check", rules.to_str().expect("path")]);
+    let text = String::from_utf8_lossy(&check.stdout).into_owned();
+    assert_eq!(check.status.code(), Some(0), "{text}\n{toml}");
+    assert!(text.contains(" 0 errors"), "{text}");
+    toml
+}
+
+/// What the vendor documents for one preflight.
+enum Expect {
+    /// Allowed: `Access-Control-Allow-Origin`, credentials, `Access-Control-Max-Age`.
+    Allowed(&'static str, bool, &'static str),
+    Denied,
+}
+use Expect::{Allowed, Denied};
+
+/// Whether a browser reading this allow list lets `item` through (Fetch, CORS-preflight
+/// fetch, steps 7.5-7.7): listed (methods byte for byte, header names in any case), or `*`
+/// without credentials, which never covers `authorization`.
+fn list_covers(list: &str, item: &str, credentials: bool, header: bool) -> bool {
+    list.split(',').map(str::trim).any(|entry| {
+        if header {
+            entry.eq_ignore_ascii_case(item)
+                || (entry == "*" && !credentials && !item.eq_ignore_ascii_case("authorization"))
+        } else {
+            entry == item || (entry == "*" && !credentials)
+        }
+    })
+}
+
+/// Serves `toml` and sends each preflight to `bucket.example.com/photos/cat.jpg`.
+fn answers(edge: &Preflightd, cases: &[(&str, &str, &str, Expect)]) {
+    for (origin, method, headers, expect) in cases {
+        let what = format!("{method} from {origin} with [{headers}]");
+        let response = send(
+            edge.data,
+            &preflight(
+                "/photos/cat.jpg",
+                "bucket.example.com",
+                origin,
+                method,
+                headers,
+            ),
+        );
+        match expect {
+            Denied => {
+                assert_eq!(response.status, 403, "{what}: {response:?}");
+                assert!(response.header("access-control-allow-origin").is_none());
+            }
+            Allowed(acao, credentials, max_age) => {
+                assert_eq!(response.status, 200, "{what}: {response:?}");
+                assert_eq!(
+                    response.all("access-control-allow-origin"),
+                    [*acao],
+                    "{what}"
+                );
+                let acac = response.header("access-control-allow-credentials");
+                assert_eq!(acac, credentials.then_some("true"), "{what}");
+                let methods = response
+                    .header("access-control-allow-methods")
+                    .unwrap_or_default();
+                assert!(
+                    list_covers(methods, method, *credentials, false),
+                    "{what}: methods {methods:?}"
+                );
+                let allowed = response
+                    .header("access-control-allow-headers")
+                    .unwrap_or_default();
+                for name in headers.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    assert!(
+                        list_covers(allowed, name, *credentials, true),
+                        "{what}: headers {allowed:?} miss {name}"
+                    );
+                }
+                assert_eq!(
+                    response.header("access-control-max-age"),
+                    Some(*max_age),
+                    "{what}"
+                );
+            }
+        }
+    }
+}
+
+/// A GET the upstream answers without CORS headers, filled by the edge.
+fn filled_expose(edge: &Preflightd, origin: &str) -> Option<String> {
+    let response = send(
+        edge.data,
+        &format!(
+            "GET /photos/cat.jpg HTTP/1.1\r\nHost: bucket.example.com\r\nOrigin: {origin}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(
+        response.all("access-control-allow-origin").len(),
+        1,
+        "{response:?}"
+    );
+    response
+        .header("access-control-expose-headers")
+        .map(str::to_owned)
+}
+
+fn serve(toml: &str) -> (Upstream, Preflightd) {
+    let upstream = Upstream::start();
+    let edge = Preflightd::start(toml, Some(&upstream.url()), &[]);
+    (upstream, edge)
+}
+
+#[test]
+fn s3_documented_examples_answer_as_s3() {
+    // S3 User Guide, "CORS configuration", Example 1 (XML and console JSON alike).
+    let xml = imported("s3", "s3-example1.xml", &[]);
+    let json = imported("s3", "s3-example1.json", &[]);
+    let rules = |toml: &str| toml[toml.find("[settings]").expect("settings")..].to_owned();
+    // The same rules from either shape, up to where each was written.
+    let strip = |toml: String| {
+        toml.lines()
+            .filter(|l| !l.starts_with("# S3 rule"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(strip(rules(&xml)), strip(rules(&json)));
+    let (_upstream, edge) = serve(&xml);
+    answers(
+        &edge,
+        &[
+            // Rule 1: PUT, POST, DELETE from example1 with any header; S3's `*` header
+            // includes authorization; credentials for an echoed origin; no MaxAgeSeconds.
+            (
+                "http://www.example1.com",
+                "PUT",
+                "x-custom, authorization",
+                Allowed("http://www.example1.com", true, "5"),
+            ),
+            (
+                "http://www.example2.com",
+                "DELETE",
+                "content-type",
+                Allowed("http://www.example2.com", true, "5"),
+            ),
+            // Rule 3: GET from any origin, answered `*`, without credentials.
+            (
+                "https://elsewhere.example",
+                "GET",
+                "",
+                Allowed("*", false, "5"),
+            ),
+            // GET is not in rule 1: example1's GET falls to rule 3.
+            (
+                "http://www.example1.com",
+                "GET",
+                "",
+                Allowed("*", false, "5"),
+            ),
+            // Rule 3 allows no header; no rule allows PATCH; POST is refused from an origin
+            // whose only rule does not list it, though browsers never preflight a bare POST.
+            ("https://elsewhere.example", "GET", "x-custom", Denied),
+            ("http://www.example1.com", "PATCH", "", Denied),
+            ("https://elsewhere.example", "POST", "", Denied),
+            ("https://www.example1.com", "PUT", "", Denied),
+        ],
+    );
+
+    // Example 2: MaxAgeSeconds and ExposeHeaders (AWS CLI JSON).
+    let toml = imported("s3", "s3-example2.json", &[]);
+    let (_upstream, edge) = serve(&toml);
+    answers(
+        &edge,
+        &[
+            (
+                "http://www.example.com",
+                "PUT",
+                "x-amz-date",
+                Allowed("http://www.example.com", true, "3000"),
+            ),
+            ("http://www.example.com", "GET", "", Denied),
+        ],
+    );
+    assert_eq!(
+        filled_expose(&edge, "http://www.example.com").as_deref(),
+        Some("x-amz-server-side-encryption, x-amz-request-id, x-amz-id-2")
+    );
+}
+
+#[test]
+fn s3_wildcards_answer_as_s3() {
+    // The forms the S3 User Guide documents: one `*` in an origin (`http://*.example.com`),
+    // `x-amz-*` headers, `https` for any secure origin.
+    let toml = imported("s3", "s3-wildcards.xml", &[]);
+    assert!(
+        toml.contains("regex:https://a-[!-~]*\\\\.example\\\\.com"),
+        "{toml}"
+    );
+    let (_upstream, edge) = serve(&toml);
+    answers(
+        &edge,
+        &[
+            (
+                "http://app.example.com",
+                "PUT",
+                "x-amz-meta-owner, Content-Type",
+                Allowed("http://app.example.com", true, "600"),
+            ),
+            (
+                "http://deep.app.example.com",
+                "PUT",
+                "x-amz-date",
+                Allowed("http://deep.app.example.com", true, "600"),
+            ),
+            (
+                "https://a-preview.example.com",
+                "PUT",
+                "",
+                Allowed("https://a-preview.example.com", true, "600"),
+            ),
+            // `*` needs the `.`: the apex is not matched; `a-*` is not `b-*`; `x-amz-*` does
+            // not cover authorization.
+            ("http://example.com", "PUT", "", Denied),
+            ("https://b-preview.example.com", "PUT", "", Denied),
+            ("http://app.example.com", "PUT", "authorization", Denied),
+            // `https`: any secure origin, any port; GET and HEAD only.
+            (
+                "https://anything.test:8443",
+                "GET",
+                "",
+                Allowed("https://anything.test:8443", true, "5"),
+            ),
+            ("http://anything.test", "GET", "", Denied),
+            ("https://anything.test", "PUT", "", Denied),
+        ],
+    );
+    assert_eq!(
+        filled_expose(&edge, "http://app.example.com").as_deref(),
+        Some("x-amz-version-id")
+    );
+}
+
+#[test]
+fn b2_documented_example_answers_as_b2() {
+    let toml = imported("b2", "b2-docs.json", &[]);
+    let (_upstream, edge) = serve(&toml);
+    answers(
+        &edge,
+        &[
+            // "https": any HTTPS origin on any port; downloads are GET and HEAD.
+            (
+                "https://www.example.net:8443",
+                "GET",
+                "range",
+                Allowed("https://www.example.net:8443", false, "3600"),
+            ),
+            (
+                "https://www.example.net",
+                "HEAD",
+                "Range",
+                Allowed("https://www.example.net", false, "3600"),
+            ),
+            ("http://www.example.net", "GET", "range", Denied),
+            ("https://www.example.net", "GET", "x-custom", Denied),
+            // Uploads: b2_upload_file is POST, s3_put is PUT; x-bz-info-* is a prefix.
+            (
+                "https://app.example.com",
+                "PUT",
+                "authorization, x-bz-info-author, x-bz-file-name",
+                Allowed("https://app.example.com", false, "86400"),
+            ),
+            (
+                "https://app.example.com",
+                "POST",
+                "x-bz-content-sha1",
+                Allowed("https://app.example.com", false, "86400"),
+            ),
+            ("https://app.example.com", "PUT", "x-other", Denied),
+            ("https://app.example.com", "DELETE", "", Denied),
+        ],
+    );
+    assert_eq!(
+        filled_expose(&edge, "https://www.example.net").as_deref(),
+        Some("x-bz-content-sha1")
+    );
+}
+
+#[test]
+fn gcs_documented_example_answers_as_gcs() {
+    let toml = imported("gcs", "gcs-docs.json", &[]);
+    assert!(toml.contains("imported as headers and as expose"), "{toml}");
+    let (_upstream, edge) = serve(&toml);
+    let appspot = "https://your-example-website.appspot.com";
+    answers(
+        &edge,
+        &[
+            (
+                appspot,
+                "GET",
+                "content-type",
+                Allowed(appspot, false, "3600"),
+            ),
+            // GCS picks rule 1 by origin and method, and rule 1 does not allow this header:
+            // denied, though rule 2 would allow it.
+            (appspot, "GET", "x-goog-resumable", Denied),
+            // PUT is rule 2's; the max-age of 100000 is sent as 86400.
+            (
+                appspot,
+                "PUT",
+                "x-goog-meta-owner, x-goog-resumable",
+                Allowed(appspot, false, "86400"),
+            ),
+            (
+                "https://admin.example.com",
+                "GET",
+                "x-goog-resumable",
+                Allowed("https://admin.example.com", false, "86400"),
+            ),
+            // Method "*": any method, any header (authorization too); no maxAgeSeconds.
+            (
+                "https://tools.example.com",
+                "PATCH",
+                "authorization, x-anything",
+                Allowed("https://tools.example.com", false, "5"),
+            ),
+            ("https://other.example.com", "GET", "", Denied),
+            (appspot, "PATCH", "", Denied),
+        ],
+    );
+    assert_eq!(
+        filled_expose(&edge, appspot).as_deref(),
+        Some("content-type")
+    );
+}
+
+#[test]
+fn gcs_rules_that_preflightd_cannot_order_need_lossy() {
+    let out = preflightd(&[
+        "import",
+        "--from",
+        "gcs",
+        "tests/data/import/gcs-overlap.json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr(&out).starts_with(
+            "tests/data/import/gcs-overlap.json: [1]: rule #2: GCS takes the origins and methods rule #1 shares with this rule first"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    // With --lossy, the part preflightd cannot say is left out: never more than GCS allows.
+    let toml = imported("gcs", "gcs-overlap.json", &["--lossy"]);
+    assert!(toml.contains("# LOSSY: GCS takes"), "{toml}");
+    let (_upstream, edge) = serve(&toml);
+    let appspot = "https://your-example-website.appspot.com";
+    answers(
+        &edge,
+        &[
+            (
+                appspot,
+                "GET",
+                "content-type",
+                Allowed(appspot, false, "3600"),
+            ),
+            (appspot, "GET", "x-custom", Denied),
+            ("https://other.example.com", "PUT", "", Denied),
+        ],
+    );
+}
+
+#[test]
+fn azure_documented_examples_answer_as_azure() {
+    // "CORS rule evaluation logic": ExposedHeaders x-ms-* cannot be a fixed list.
+    let out = preflightd(&[
+        "import",
+        "--from",
+        "azure",
+        "tests/data/import/azure-docs.xml",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stderr(&out);
+    for rule in 1..=3 {
+        assert!(
+            text.contains(&format!(
+                "rule #{rule}: exposed header \"x-ms-*\": Azure exposes"
+            )),
+            "{text}"
+        );
+    }
+    assert!(
+        text.ends_with("azure-docs.xml: 3 errors, nothing imported\n"),
+        "{text}"
+    );
+    let toml = imported("azure", "azure-docs.xml", &["--lossy"]);
+    let (_upstream, edge) = serve(&toml);
+    let contoso = "http://www.contoso.com";
+    answers(
+        &edge,
+        &[
+            // The documented requests: the first rule; the second; and the third, which the
+            // second rule takes by origin and method and then fails on its header.
+            (
+                contoso,
+                "PUT",
+                "x-ms-blob-content-type",
+                Allowed(contoso, true, "5"),
+            ),
+            (
+                contoso,
+                "GET",
+                "x-ms-blob-content-type",
+                Allowed("*", false, "5"),
+            ),
+            (contoso, "GET", "x-ms-client-request-id", Denied),
+            ("https://www.fabrikam.com", "DELETE", "", Denied),
+        ],
+    );
+
+    // The documented rule with header prefixes (x-ms-meta-data*).
+    let toml = imported("azure", "azure-meta.xml", &[]);
+    let (_upstream, edge) = serve(&toml);
+    let fabrikam = "http://www.fabrikam.com";
+    answers(
+        &edge,
+        &[
+            (
+                fabrikam,
+                "PUT",
+                "x-ms-meta-data, x-ms-meta-datasource, x-ms-meta-target-a, x-ms-meta-abc",
+                Allowed(fabrikam, true, "200"),
+            ),
+            (fabrikam, "PUT", "x-ms-meta-other", Denied),
+            (fabrikam, "DELETE", "", Denied),
+        ],
+    );
+    assert_eq!(
+        filled_expose(&edge, fabrikam).as_deref(),
+        Some("x-ms-meta-abc, x-ms-request-id")
+    );
+}
+
+#[test]
+fn r2_documented_examples_answer_as_r2() {
+    let toml = imported("r2", "r2-docs.json", &[]);
+    let (_upstream, edge) = serve(&toml);
+    let local = "http://localhost:3000";
+    answers(
+        &edge,
+        &[
+            (
+                "http://localhost:3000",
+                "GET",
+                "x-requested-by",
+                Allowed(local, true, "3600"),
+            ),
+            (local, "PUT", "", Denied),
+            ("http://localhost:3001", "GET", "", Denied),
+        ],
+    );
+    assert_eq!(
+        filled_expose(&edge, local).as_deref(),
+        Some("content-encoding, cf-cache-status, date")
+    );
+
+    // The Cloudflare API's shape; `*` among the headers names authorization too.
+    let toml = imported("r2", "r2-api.json", &["--name-prefix", "r2-"]);
+    assert!(toml.contains("name = \"r2-allow-example\""), "{toml}");
+    let (_upstream, edge) = serve(&toml);
+    answers(
+        &edge,
+        &[
+            (
+                "https://cdn.example.com",
+                "PUT",
+                "authorization, x-requested-by, x-anything",
+                Allowed("https://cdn.example.com", true, "3600"),
+            ),
+            (
+                "https://example.com",
+                "GET",
+                "",
+                Allowed("https://example.com", true, "3600"),
+            ),
+            ("https://example.org", "GET", "", Denied),
+        ],
+    );
+}
+
+#[test]
+fn scoped_import_written_into_a_served_directory_takes_over_while_preflights_are_answered() {
+    // A running server with the usual rules; the import lands beside them with -o.
+    let upstream = Upstream::start();
+    let edge = Preflightd::start(RULES, Some(&upstream.url()), &[]);
+    let target = edge.rules_dir().join("zz-bucket.toml");
+    let ask = |origin: &str| {
+        send(
+            edge.data,
+            &preflight("/photos/a.jpg", "bucket.example.com", origin, "PUT", ""),
+        )
+        .status
+    };
+    assert_eq!(ask("http://www.example.com"), 403);
+    let out = preflightd(&[
+        "import",
+        "--from",
+        "s3",
+        "tests/data/import/s3-example2.json",
+        "--host",
+        "bucket.example.com",
+        "--path",
+        "/photos/",
+        "--name-prefix",
+        "bucket-",
+        "-o",
+        target.to_str().expect("path"),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert!(stderr(&out).contains("1 s3 rule(s) imported as 1 rule(s), 1 warning(s)"));
+    let deadline = Instant::now() + WAIT;
+    while ask("http://www.example.com") != 200 {
+        assert!(Instant::now() < deadline, "the import never took over");
+        // Meanwhile the other rules keep answering.
+        let other = send(
+            edge.data,
+            &preflight(
+                "/v1",
+                "api.example.com",
+                "https://app.example.com",
+                "PUT",
+                "",
+            ),
+        );
+        assert_eq!(other.status, 204);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Scoped: another path or host of the bucket is not the import's.
+    let elsewhere = send(
+        edge.data,
+        &preflight(
+            "/videos/a.mp4",
+            "bucket.example.com",
+            "http://www.example.com",
+            "PUT",
+            "",
+        ),
+    );
+    assert_eq!(elsewhere.status, 403);
+    assert!(edge.metrics().contains("rule=\"bucket-rule-1\""));
+}
+
+#[test]
+fn bad_input_and_usage_fail_with_their_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, text: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path.to_str().expect("path").to_owned()
+    };
+    let xml = write(
+        "bad.xml",
+        b"<CORSConfiguration>\n <CORSRule>\n</CORSConfiguration>\n",
+    );
+    let out = preflightd(&["import", "--from", "s3", &xml]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with(&format!(
+            "{xml}:3:1: invalid XML: expected 'CORSRule' tag, not 'CORSConfiguration'"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let huge = write("huge.json", &vec![b' '; 5 << 20]);
+    let out = preflightd(&["import", "--from", "gcs", &huge]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("larger than 4194304 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    let binary = write("bin.json", b"[\xff]");
+    let out = preflightd(&["import", "--from", "gcs", &binary]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).ends_with(": not UTF-8 (byte 1)\n"),
+        "{}",
+        stderr(&out)
+    );
+    let good = "tests/data/import/r2-docs.json";
+    for usage in [
+        vec!["import", "--from", "dropbox", good],
+        vec!["import", "--from", "r2"],
+        vec!["import", "--from", "r2", good, "--host", "a.com:443"],
+        vec!["import", "--from", "r2", good, "--path", "photos"],
+        vec![
+            "import",
+            "--from",
+            "r2",
+            good,
+            "--name-prefix",
+            "Bad Prefix",
+        ],
+    ] {
+        let out = preflightd(&usage);
+        assert_eq!(out.status.code(), Some(2), "{usage:?}: {}", stderr(&out));
+    }
+}
