@@ -634,3 +634,197 @@ fn bad_input_and_usage_fail_with_their_place() {
         assert_eq!(out.status.code(), Some(2), "{usage:?}: {}", stderr(&out));
     }
 }
+
+/// The property test: generated S3 configurations and generated preflights, decided by the
+/// imported rules (in process, `cors::decide` on the compiled policy) and by an evaluator of
+/// S3's documented rules written here from the S3 User Guide ("How does Amazon S3 evaluate
+/// the CORS configuration on a bucket?"), never from the translation's code.
+mod s3_property {
+    use http::header::{ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, ORIGIN};
+    use http::{HeaderMap, HeaderValue, Method};
+    use preflightd::cors::{Decision, Outcome, Request, decide};
+    use preflightd::import::{Options, Vendor, check_output, import};
+    use proptest::prelude::*;
+
+    use crate::support::policy;
+
+    const ORIGINS: &[&str] = &[
+        "*",
+        "https",
+        "https://*",
+        "https://app.example.com",
+        "http://app.example.com",
+        "https://*.example.com",
+        "https://a-*.example.com",
+        "http://localhost*",
+        "http://localhost:*",
+    ];
+    const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE"];
+    const HEADERS: &[&str] = &[
+        "*",
+        "x-amz-*",
+        "x-amz-meta-*",
+        "content-type",
+        "authorization",
+        "a*",
+    ];
+    const REQUEST_ORIGINS: &[&str] = &[
+        "https://app.example.com",
+        "http://app.example.com",
+        "https://x.example.com",
+        "https://a.b.example.com",
+        "https://a-b.example.com",
+        "https://a-.example.com",
+        "https://example.com",
+        "http://localhost",
+        "http://localhost:3000",
+        "http://localhost.evil.com",
+        "https://evil.com:8443",
+        "null",
+    ];
+    const REQUEST_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"];
+    const REQUEST_HEADERS: &[&str] = &[
+        "content-type",
+        "authorization",
+        "x-amz-date",
+        "x-amz-meta-a",
+        "X-Amz-Meta-B",
+        "x-other",
+        "accept",
+    ];
+
+    #[derive(Debug, Clone)]
+    struct S3Rule {
+        origins: Vec<&'static str>,
+        methods: Vec<&'static str>,
+        headers: Vec<&'static str>,
+    }
+
+    fn s3_rule() -> impl Strategy<Value = S3Rule> {
+        (
+            proptest::sample::subsequence(ORIGINS, 1..3),
+            proptest::sample::subsequence(METHODS, 1..3),
+            proptest::sample::subsequence(HEADERS, 0..3),
+        )
+            .prop_map(|(origins, methods, headers)| S3Rule {
+                origins,
+                methods,
+                headers,
+            })
+    }
+
+    /// S3's `*`: one wildcard standing for any run of characters.
+    fn glob(pattern: &str, value: &str) -> bool {
+        match pattern.split_once('*') {
+            Some((before, after)) => {
+                value.len() >= before.len() + after.len()
+                    && value.starts_with(before)
+                    && value.ends_with(after)
+            }
+            None => pattern == value,
+        }
+    }
+
+    /// The first rule whose AllowedOrigin matches the Origin, whose AllowedMethod lists the
+    /// requested method, and whose AllowedHeaders match every requested header.
+    fn s3_answers(rules: &[S3Rule], origin: &str, method: &str, headers: &[&str]) -> Option<usize> {
+        rules.iter().position(|rule| {
+            let origin_ok = rule.origins.iter().any(|o| {
+                // "You can also specify https to enable only secure origins."
+                if *o == "https" {
+                    origin.starts_with("https://")
+                } else {
+                    glob(o, origin)
+                }
+            });
+            let method_ok = rule.methods.contains(&method);
+            let headers_ok = headers.iter().all(|h| {
+                let h = h.to_ascii_lowercase();
+                rule.headers.iter().any(|a| glob(a, &h))
+            });
+            origin_ok && method_ok && headers_ok
+        })
+    }
+
+    fn as_json(rules: &[S3Rule]) -> String {
+        let list = |items: &[&str]| serde_json::to_string(items).expect("json");
+        let rules: Vec<String> = rules
+            .iter()
+            .map(|r| {
+                format!(
+                    r#"{{"AllowedOrigins": {}, "AllowedMethods": {}, "AllowedHeaders": {}}}"#,
+                    list(&r.origins),
+                    list(&r.methods),
+                    list(&r.headers)
+                )
+            })
+            .collect();
+        format!(r#"{{"CORSRules": [{}]}}"#, rules.join(", "))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn imported_rules_decide_as_s3(
+            rules in proptest::collection::vec(s3_rule(), 1..5),
+            preflights in proptest::collection::vec(
+                (
+                    proptest::sample::select(REQUEST_ORIGINS),
+                    proptest::sample::select(REQUEST_METHODS),
+                    proptest::sample::subsequence(REQUEST_HEADERS, 0..3),
+                ),
+                1..12,
+            ),
+        ) {
+            let options = Options {
+                vendor: Vendor::S3,
+                file: "generated.json".into(),
+                hosts: Vec::new(),
+                paths: Vec::new(),
+                name_prefix: String::new(),
+                lossy: false,
+            };
+            let imported = import(&as_json(&rules), &options)
+                .unwrap_or_else(|e| panic!("{e:#?}"));
+            prop_assert!(check_output("imported.toml", &imported.toml).is_empty(), "{}", imported.toml);
+            let policy = policy(&imported.toml);
+            for (origin, method, headers) in preflights {
+                let mut map = HeaderMap::new();
+                map.insert(ORIGIN, HeaderValue::from_static(origin));
+                map.insert(ACCESS_CONTROL_REQUEST_METHOD, HeaderValue::from_static(method));
+                if !headers.is_empty() {
+                    let joined = headers.join(", ");
+                    map.insert(
+                        ACCESS_CONTROL_REQUEST_HEADERS,
+                        HeaderValue::from_str(&joined).expect("header value"),
+                    );
+                }
+                let request = Request {
+                    method: &Method::OPTIONS,
+                    host: Some(b"bucket.example.com"),
+                    path: b"/photo.jpg",
+                    headers: &map,
+                };
+                let edge = match decide(&policy, &request) {
+                    Decision::Answer(answer) if answer.outcome == Outcome::Allowed => {
+                        let name = &policy.rules[answer.rule.expect("allowing rule")].name;
+                        // Rules without an ID are named rule-N after their place in S3's list.
+                        let index: usize = name
+                            .strip_prefix("rule-")
+                            .and_then(|n| n.parse().ok())
+                            .expect("rule-N");
+                        Some(index - 1)
+                    }
+                    Decision::Answer(_) => None,
+                    other => panic!("not answered: {other:?}"),
+                };
+                let s3 = s3_answers(&rules, origin, method, &headers);
+                prop_assert_eq!(
+                    edge, s3,
+                    "{} {} [{}]\n{}", method, origin, headers.join(", "), imported.toml
+                );
+            }
+        }
+    }
+}
