@@ -11,7 +11,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::cors::{Outcome, RESULT_LABELS};
+use crate::cors::{Answer, RESULT_LABELS};
 use crate::policy::Policy;
 
 /// `rule` label of preflights no rule answered (`no_rule`, `origin`, `malformed`, `forwarded`).
@@ -110,6 +110,8 @@ pub struct Metrics {
     pub upstream_exhausted: IntCounter,
     pub upstream_connections_open: IntGauge,
     log_lines_dropped: IntCounter,
+    /// Preflights that carried `Access-Control-Request-Private-Network` (legacy PNA).
+    private_network_preflights: IntCounter,
     /// The non-blocking log writer's own count, read at each scrape.
     log_drops: OnceLock<tracing_appender::non_blocking::ErrorCounter>,
     log_drops_seen: std::sync::atomic::AtomicU64,
@@ -188,6 +190,10 @@ impl Metrics {
             "preflightd_log_lines_dropped_total",
             "Log lines dropped because the log writer's buffer was full (logging never blocks a request)",
         )?;
+        let private_network_preflights = IntCounter::new(
+            "preflightd_private_network_preflights_total",
+            "Preflights that carried Access-Control-Request-Private-Network (legacy Private Network Access; any value)",
+        )?;
         let connections_open = IntGauge::new(
             "preflightd_connections_open",
             "Client connections open on the data listener",
@@ -253,6 +259,7 @@ impl Metrics {
             Box::new(upstream_exhausted.clone()),
             Box::new(upstream_connections_open.clone()),
             Box::new(log_lines_dropped.clone()),
+            Box::new(private_network_preflights.clone()),
             Box::new(connections_open.clone()),
             Box::new(reloads.clone()),
             Box::new(tls_handshakes.clone()),
@@ -284,6 +291,7 @@ impl Metrics {
             upstream_exhausted,
             upstream_connections_open,
             log_lines_dropped,
+            private_network_preflights,
             log_drops: OnceLock::new(),
             log_drops_seen: std::sync::atomic::AtomicU64::new(0),
             registry,
@@ -344,6 +352,7 @@ impl Metrics {
         };
         PreflightCounters {
             family: self.preflight_requests.clone(),
+            private_network: self.private_network_preflights.clone(),
             by_rule: policy.rule_names().map(row).collect(),
             no_rule: row(NO_RULE_LABEL),
         }
@@ -384,6 +393,7 @@ impl Metrics {
 /// no label hashing.
 pub struct PreflightCounters {
     family: IntCounterVec,
+    private_network: IntCounter,
     by_rule: Vec<Row>,
     no_rule: Row,
 }
@@ -405,9 +415,14 @@ impl PreflightCounters {
         })
     }
 
+    /// Counts an answer the edge gave: its rule and result, and whether it carried the
+    /// legacy Private Network Access header.
     #[inline]
-    pub fn count(&self, rule: Option<usize>, outcome: Outcome) {
-        self.cell(rule, outcome.index()).inc();
+    pub fn count(&self, answer: &Answer<'_>) {
+        self.cell(answer.rule, answer.outcome.index()).inc();
+        if answer.private_network_asked() {
+            self.private_network.inc();
+        }
     }
 
     #[inline]

@@ -184,7 +184,8 @@ fn attempt(
             for warning in &warnings {
                 log_diagnostic(warning, trigger);
             }
-            metrics.count_reload("success", trigger.as_str());
+            // Counted as a success by the caller once it is live: a scrape that sees the
+            // count must see the new policy's series too.
             Attempt::Loaded(Box::new(candidate))
         }
         Err(error) => {
@@ -239,7 +240,8 @@ fn log_diagnostic(diagnostic: &Diagnostic, trigger: Trigger) {
 pub fn first_load(config: &ReloadConfig, metrics: Arc<Metrics>) -> Option<Arc<Live>> {
     match attempt(config, None, Trigger::Startup, &metrics) {
         Attempt::Loaded(candidate) => {
-            let live = Arc::new(Live::new(*candidate, metrics));
+            let live = Arc::new(Live::new(*candidate, Arc::clone(&metrics)));
+            metrics.count_reload("success", Trigger::Startup.as_str());
             let snapshot = live.load_full();
             tracing::info!(
                 rules = snapshot.policy.rules.len(),
@@ -291,6 +293,9 @@ impl Reloader {
             Attempt::Loaded(candidate) => {
                 self.failing.store(false, Ordering::Relaxed);
                 let (active, previous) = self.live.publish(*candidate);
+                self.live
+                    .metrics()
+                    .count_reload("success", trigger.as_str());
                 tracing::info!(
                     trigger = trigger.as_str(),
                     generation = active.provenance.generation,

@@ -5,10 +5,11 @@ use std::process::ExitCode;
 use http::header::{ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, HOST, ORIGIN};
 use http::{HeaderMap, HeaderValue, Method, Uri};
 use preflightd::cors::{
-    ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK, Decision, Outcome, Request, RuleStep, explain,
+    ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK, Decision, Outcome, Reason, Request, RuleStep, decide,
+    explain, near_misses, prescribe,
 };
 use preflightd::policy::{self, AllowOrigin, Policy};
-use preflightd::rules::load_path;
+use preflightd::rules::{load_path, origin::parse_origin};
 
 use super::ExplainArgs;
 
@@ -75,7 +76,68 @@ pub fn run(args: &ExplainArgs) -> ExitCode {
         headers: &headers,
     };
     print!("{}", report(&policy, &request, args));
+    if let Some(note) = origin_form(&policy, &request, &headers, args) {
+        print!("{note}");
+    }
+    let passes = browser_proceeds(&policy, &request, args.credentials);
+    if let Some(prescription) = prescribe(&policy, &request, args.credentials) {
+        println!("\nfix: {prescription}");
+    }
+    if args.exit_code && !passes {
+        return ExitCode::FAILURE;
+    }
     ExitCode::SUCCESS
+}
+
+/// Whether a browser goes on to the actual request: the edge allows it (with credentials,
+/// the answer carries them), or passes it to the upstream, which decides.
+fn browser_proceeds(policy: &Policy, request: &Request<'_>, credentials: bool) -> bool {
+    match decide(policy, request) {
+        Decision::Answer(answer) => {
+            answer.outcome == Outcome::Allowed
+                && (!credentials || answer.rule().is_some_and(|r| r.credentials))
+        }
+        Decision::Forward | Decision::NotPreflight => true,
+    }
+}
+
+/// For an `--origin` in a form no browser sends (CORS-CHECKLIST 3.1-3.2: lowercase, no
+/// default port, no path or trailing slash), the form browsers send, and the decision for it.
+fn origin_form(
+    policy: &Policy,
+    request: &Request<'_>,
+    headers: &HeaderMap,
+    args: &ExplainArgs,
+) -> Option<String> {
+    let canonical = match parse_origin(&args.origin) {
+        Ok(pattern) => pattern.to_string(),
+        Err(why) => {
+            // The loader's message says how to write it: `...; write "https://shop.test"`.
+            let (_, suggested) = why.rsplit_once("; write ")?;
+            suggested.trim_matches('"').to_owned()
+        }
+    };
+    if canonical == args.origin || canonical.contains('*') || canonical.starts_with("regex:") {
+        return None;
+    }
+    let mut fixed = headers.clone();
+    fixed.insert(ORIGIN, HeaderValue::from_str(&canonical).ok()?);
+    let view = Request {
+        headers: &fixed,
+        ..*request
+    };
+    let verdict = match decide(policy, &view) {
+        Decision::Answer(answer) => match (answer.outcome, answer.rule()) {
+            (Outcome::Allowed, Some(rule)) => format!("allowed by rule {:?}", rule.name),
+            (outcome, _) => format!("denied: {}", outcome.as_str()),
+        },
+        Decision::Forward => "forwarded to the upstream".to_owned(),
+        Decision::NotPreflight => "not a preflight".to_owned(),
+    };
+    Some(format!(
+        "\nnote: no browser sends the origin {:?}; browsers send {canonical:?} (with it: {verdict})\n",
+        args.origin
+    ))
 }
 
 fn report(policy: &Policy, request: &Request<'_>, args: &ExplainArgs) -> String {
@@ -126,13 +188,18 @@ fn report(policy: &Policy, request: &Request<'_>, args: &ExplainArgs) -> String 
                     .join(", ")
             ),
             RuleStep::MethodNotAllowed => format!(
-                "method: {:?} is not in methods {:?} (methods compare case-sensitively; GET, HEAD and POST are always allowed)",
+                "method: {:?} is not in methods {:?} (methods compare case-sensitively; {})",
                 args.method,
-                rule.methods.written()
+                rule.methods.written(),
+                if rule.only_listed_methods {
+                    "only_listed_methods: GET, HEAD and POST too must be listed"
+                } else {
+                    "GET, HEAD and POST are always allowed"
+                }
             ),
             RuleStep::HeadersNotAllowed(names) => format!(
                 "headers: {names:?} not in headers {:?}{}",
-                rule.headers.written(),
+                rule.headers.written_all(),
                 if rule.headers.any
                     && names
                         .iter()
@@ -184,19 +251,26 @@ fn report(policy: &Policy, request: &Request<'_>, args: &ExplainArgs) -> String 
             }
             if let (Outcome::Allowed, Some(rule), true) =
                 (answer.outcome, answer.rule(), args.credentials)
+                && !rule.credentials
             {
-                if !rule.credentials {
-                    let _ = writeln!(
-                        out,
-                        "\nnote: the request uses credentials but rule {:?} has credentials = false: \
-                         the browser will block it (no Access-Control-Allow-Credentials: true); set credentials = true",
-                        rule.name
-                    );
-                } else if rule.allow_origin == AllowOrigin::Star {
-                    let _ = writeln!(
-                        out,
-                        "\nnote: a credentialed request needs the origin echoed, not \"*\""
-                    );
+                // Fetch: CORS check, step 7 (CORS-CHECKLIST 2.2-2.3): a credentialed request
+                // needs `Access-Control-Allow-Credentials: true` and the origin echoed. The fix
+                // (below) is one `check` accepts: never credentials on a `*` rule.
+                let star = if rule.allow_origin == AllowOrigin::Star {
+                    " and answers Access-Control-Allow-Origin: *"
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    out,
+                    "\nnote: the request uses credentials but rule {:?} has credentials = false{star}: \
+                     the browser will block it",
+                    rule.name
+                );
+            }
+            if answer.outcome == Outcome::Denied(Reason::Origin) {
+                for miss in near_misses(policy, &args.origin) {
+                    let _ = writeln!(out, "\nnear miss: {miss}");
                 }
             }
         }

@@ -110,6 +110,10 @@ pub struct ExplainArgs {
     /// The preflight asks for private network access
     #[arg(long)]
     pub private_network: bool,
+    /// Exit 1 when the browser would block the request (denied, or credentials not granted);
+    /// 0 when it goes on
+    #[arg(long)]
+    pub exit_code: bool,
 }
 
 fn duration(text: &str) -> Result<Duration, String> {

@@ -99,6 +99,9 @@ pub struct Answer<'p> {
     grants: bool,
     /// The request asked for private network access and the rule grants it.
     private_network: bool,
+    /// The request carried `Access-Control-Request-Private-Network` (any value); known once
+    /// the preflight is parsed (not for `no_rule` or `malformed`).
+    pub(super) private_network_asked: bool,
 }
 
 impl<'p> Answer<'p> {
@@ -123,6 +126,7 @@ impl<'p> Answer<'p> {
             policy,
             grants,
             private_network,
+            private_network_asked: false,
         }
     }
 
@@ -158,6 +162,11 @@ impl<'p> Answer<'p> {
     /// Whether the answer grants Private Network Access.
     pub fn private_network(&self) -> bool {
         self.private_network
+    }
+
+    /// Whether the preflight carried `Access-Control-Request-Private-Network`.
+    pub fn private_network_asked(&self) -> bool {
+        self.private_network_asked
     }
 
     /// Every header field of this answer, in order, with where its value comes from. The one

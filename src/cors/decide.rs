@@ -54,7 +54,7 @@ pub fn decide<'p, H: Fields + ?Sized>(
         }
     });
     let private_network = preflight.private_network;
-    match best {
+    let decision = match best {
         None => deny(policy, Reason::Origin, None, false),
         Some((Verdict::MethodDenied, i)) => deny(policy, Reason::Method, Some(i), private_network),
         Some((Verdict::HeadersDenied, i)) => {
@@ -66,6 +66,13 @@ pub fn decide<'p, H: Fields + ?Sized>(
             Some(i),
             private_network,
         )),
+    };
+    match decision {
+        Decision::Answer(mut answer) => {
+            answer.private_network_asked = preflight.private_network_asked;
+            Decision::Answer(answer)
+        }
+        other => other,
     }
 }
 

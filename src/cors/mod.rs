@@ -6,6 +6,7 @@
 //! - `answer`: the status, headers and body of an answer the edge gives;
 //! - `decide`: first match over the rules, and the denial reason when none answers;
 //! - `explain`: the same decision traced rule by rule;
+//! - `prescribe`: the smallest valid edit that allows a denied preflight, and near misses;
 //! - `fill`: CORS headers for proxied responses (`actual_responses = "fill"`);
 //! - `wire`: every answer of a policy pre-rendered as HTTP/1.1 bytes, for the fast path.
 
@@ -14,6 +15,7 @@ mod checks;
 mod decide;
 mod explain;
 mod fill;
+mod prescribe;
 mod request;
 mod wire;
 
@@ -22,6 +24,7 @@ pub use checks::header_allowed;
 pub use decide::{Decision, decide};
 pub use explain::{Explanation, RuleStep, RuleTrace, explain};
 pub use fill::{Fill, fill_for};
+pub use prescribe::{Edit, NearMiss, Prescription, near_misses, prescribe};
 pub use request::{
     Fields, MAX_ORIGIN_BYTES, MAX_REQUEST_HEADER_NAMES, MAX_REQUEST_HEADERS_BYTES, Malformed,
     Preflight, Request, is_preflight,

@@ -96,6 +96,9 @@ pub struct Preflight<'r> {
     pub headers: RequestedHeaders<'r>,
     /// `Access-Control-Request-Private-Network: true` (other values count as absent, 6.1).
     pub private_network: bool,
+    /// An `Access-Control-Request-Private-Network` line was sent, whatever its value: counted,
+    /// so an operator sees whether any client still sends the legacy header.
+    pub private_network_asked: bool,
 }
 
 /// The names of `Access-Control-Request-Headers`, each a token, in the order sent.
@@ -219,14 +222,15 @@ pub fn parse<H: Fields + ?Sized>(headers: &H) -> Result<Preflight<'_>, Malformed
         requested.names[requested.len] = item;
         requested.len += 1;
     }
-    let private_network = headers
+    let first = headers
         .lines(&ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK)
-        .next()
-        .is_some_and(|v| trim_ows(v) == TRUE.as_bytes());
+        .next();
+    let private_network = first.is_some_and(|v| trim_ows(v) == TRUE.as_bytes());
     Ok(Preflight {
         origin,
         method,
         headers: requested,
         private_network,
+        private_network_asked: first.is_some(),
     })
 }

@@ -14,3 +14,4 @@ pub use model::{
     Unmatched,
 };
 pub use origin::{HostOrigin, HostSpec, OriginPattern, PortSpec, RegexFacts};
+pub use validate::check as validate_rules;

@@ -163,6 +163,9 @@ fn check_rule(rule: &Rule, diagnostics: &mut Vec<Diagnostic>) {
             ));
         }
     }
+    if rule.private_network {
+        check_private_network(rule, diagnostics);
+    }
     if rule.only_listed_methods && !rule.methods.any && rule.methods.items.is_empty() {
         diagnostics.push(Diagnostic::error(
             rule.location.clone(),
@@ -177,6 +180,36 @@ fn check_rule(rule: &Rule, diagnostics: &mut Vec<Diagnostic>) {
             "expose \"*\" with credentials is a literal header name \"*\" to browsers; list the \
              header names",
         ));
+    }
+}
+
+/// Private Network Access is legacy: Chrome put its preflights on hold in 2024 and shipped
+/// the Local Network Access permission prompt instead in Chrome 142 (October 2025); Firefox
+/// and Safari never enforced it. The key still works; `check` says so, and refuses it where
+/// it would let every site reach the private network.
+fn check_private_network(rule: &Rule, diagnostics: &mut Vec<Diagnostic>) {
+    diagnostics.push(Diagnostic::warning(
+        rule.location.clone(),
+        subject(rule),
+        "private_network is legacy: Chrome replaced Private Network Access preflights with the \
+         Local Network Access permission prompt (Chrome 142), and Firefox and Safari never \
+         enforced them; remove the key once preflightd_private_network_preflights_total stays 0",
+    ));
+    for entry in &rule.origins {
+        if matches!(
+            entry.pattern,
+            OriginPattern::Any | OriginPattern::AnyOfScheme(_)
+        ) {
+            diagnostics.push(Diagnostic::error(
+                entry.location.clone(),
+                subject(rule),
+                format!(
+                    "private_network with origin \"{}\": every site could reach devices on the \
+                     private network; list the origins",
+                    entry.pattern
+                ),
+            ));
+        }
     }
 }
 

@@ -222,7 +222,7 @@ fn answer(
     if !active.wire.write(&answer, &head, date, out) {
         return Step::HandOver;
     }
-    active.counters.count(answer.rule, answer.outcome);
+    active.counters.count(&answer);
     log_denial(&answer, path);
     Step::Answered(len)
 }

@@ -154,7 +154,7 @@ async fn respond(
         };
         match cors::decide(&active.policy, &view) {
             Decision::Answer(answer) => {
-                active.counters.count(answer.rule, answer.outcome);
+                active.counters.count(&answer);
                 let mut response = Response::new(fixed(answer.body()));
                 *response.status_mut() = answer.status();
                 answer.write_headers(request.headers(), response.headers_mut());

@@ -39,7 +39,7 @@ fn check_prints_every_error_and_exits_1() {
 fn warnings_fail_only_with_deny_warnings() {
     let out = preflightd(&["check", "tests/data/lints.toml"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(stdout(&out).ends_with("4 rules, 0 errors, 6 warnings\n"));
+    assert!(stdout(&out).ends_with("9 rules, 0 errors, 9 warnings\n"));
     let out = preflightd(&["check", "--deny-warnings", "tests/data/lints.toml"]);
     assert_eq!(out.status.code(), Some(1));
 }
@@ -80,10 +80,10 @@ fn explain_names_the_answering_rule_and_why_the_others_do_not() {
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
     assert!(
-        text.contains("rule \"web-app\" (rules/example.toml:13:1): ANSWERS"),
+        text.contains("rule \"web-app\" (rules/example.toml:14:1): ANSWERS"),
         "{text}"
     );
-    assert!(text.contains("rule \"printer\" (rules/example.toml:53:1): scope: host \"api.example.com\" is not in hosts [\"printer.local\"]"), "{text}");
+    assert!(text.contains("rule \"uploads\" (rules/example.toml:55:1): scope: host \"api.example.com\" is not in hosts [\"uploads.example.com\"]"), "{text}");
     assert!(text.contains("answer: 204 No Content (allowed by rule \"web-app\")\n  access-control-allow-origin: https://app.example.com\n  access-control-allow-credentials: true\n"), "{text}");
 }
 
@@ -104,7 +104,7 @@ fn explain_names_the_header_at_fault_and_the_authorization_carve_out() {
     ]);
     let text = stdout(&out);
     assert!(
-        text.contains("rule \"previews\" (rules/example.toml:28:1): headers: [\"authorization\"] not in headers [\"*\"] (\"*\" never covers authorization: list it by name)"),
+        text.contains("rule \"previews\" (rules/example.toml:29:1): headers: [\"authorization\"] not in headers [\"*\"] (\"*\" never covers authorization: list it by name)"),
         "{text}"
     );
     assert!(

@@ -5,6 +5,7 @@ mod bucket_rules;
 mod cli;
 mod decision;
 mod differential;
+mod explain;
 mod fast_path;
 mod fill;
 mod forwarding;

@@ -212,3 +212,55 @@ fn the_fast_path_times_one_answer_in_sixteen() {
     let timed = sample(&text, "preflightd_preflight_duration_seconds_count");
     assert!((1.0..=2.0).contains(&timed), "{timed} of 32 answers timed");
 }
+
+/// Private Network Access is legacy (DESIGN 12): every preflight that still carries
+/// `Access-Control-Request-Private-Network`, whatever its value and whichever path answers
+/// it, is counted, so an operator can see when the key can go.
+#[test]
+fn legacy_private_network_preflights_are_counted() {
+    let upstream = Upstream::start();
+    let rules = r#"
+[[rule]]
+name = "printer"
+origins = ["https://app.example.com"]
+methods = ["PUT"]
+private_network = true
+"#;
+    let edge = Preflightd::start(rules, Some(&upstream.url()), &[]);
+    let series = "preflightd_private_network_preflights_total";
+    assert_eq!(edge.metric(series), 0.0);
+    let with = |origin: &str, value: Option<&str>| {
+        let mut request = preflight("/", "lan.test", origin, "PUT", "");
+        if let Some(value) = value {
+            request = request.replacen(
+                "\r\n\r\n",
+                &format!("\r\nAccess-Control-Request-Private-Network: {value}\r\n\r\n"),
+                1,
+            );
+        }
+        send(edge.data, &request)
+    };
+    let granted = with("https://app.example.com", Some("true"));
+    assert_eq!(
+        granted.header("access-control-allow-private-network"),
+        Some("true")
+    );
+    assert_eq!(with("https://app.example.com", Some("false")).status, 204);
+    assert_eq!(with("https://evil.test", Some("true")).status, 403);
+    assert_eq!(with("https://app.example.com", None).status, 204);
+    // The hyper path (after a proxied GET on the same connection) counts too.
+    let mut stream = connect(edge.data);
+    stream
+        .write_all(b"GET /x HTTP/1.1\r\nHost: lan.test\r\n\r\n")
+        .expect("write");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    assert_eq!(read_response(&mut reader).status, 200);
+    let request = preflight("/", "lan.test", "https://app.example.com", "PUT", "").replacen(
+        "\r\n\r\n",
+        "\r\nAccess-Control-Request-Private-Network: true\r\n\r\n",
+        1,
+    );
+    stream.write_all(request.as_bytes()).expect("write");
+    assert_eq!(read_response(&mut reader).status, 204);
+    assert_eq!(edge.metric(series), 4.0);
+}
