@@ -262,8 +262,8 @@ impl Report<'_> {
         self.warnings.push(problem.render(self.file));
     }
 
-    /// Not expressible exactly: an error, or with `--lossy` a warning and a comment line
-    /// (returned) on what was written instead.
+    /// Not expressible exactly: an error, or with `--lossy` a warning and a `LOSSY:` comment
+    /// line (pushed to `comments`) on what was written instead.
     fn inexact(
         &mut self,
         rule: &SourceRule,
