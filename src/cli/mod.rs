@@ -53,26 +53,46 @@ pub enum FromArg {
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// The vendor whose CORS configuration FILE holds
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, env = "PREFLIGHTD_FROM")]
     pub from: FromArg,
     /// The vendor's CORS configuration; "-" reads stdin
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
     /// Write the rules file here (atomically) instead of stdout
-    #[arg(short = 'o', long = "output", value_name = "PATH")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "PATH",
+        env = "PREFLIGHTD_OUTPUT"
+    )]
     pub output: Option<PathBuf>,
     /// Import what cannot be expressed exactly anyway, never allowing more than the vendor:
     /// a warning and a comment instead of an error
-    #[arg(long)]
+    #[arg(long, env = "PREFLIGHTD_LOSSY")]
     pub lossy: bool,
     /// Scope every imported rule to this host (exact or "*.domain"); repeatable
-    #[arg(long, value_name = "HOST")]
+    #[arg(
+        long,
+        value_name = "HOST",
+        env = "PREFLIGHTD_HOST",
+        value_delimiter = ','
+    )]
     pub host: Vec<String>,
     /// Scope every imported rule to this path prefix; repeatable
-    #[arg(long, value_name = "PREFIX")]
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        env = "PREFLIGHTD_PATH",
+        value_delimiter = ','
+    )]
     pub path: Vec<String>,
     /// Put this in front of every rule name (e.g. "bucket-")
-    #[arg(long, value_name = "PREFIX", default_value = "")]
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "",
+        env = "PREFLIGHTD_NAME_PREFIX"
+    )]
     pub name_prefix: String,
 }
 
@@ -92,27 +112,27 @@ pub struct ExplainArgs {
     #[arg(long, env = "PREFLIGHTD_RULES", default_value = "rules/")]
     pub rules: PathBuf,
     /// The page's origin, as the browser sends it in `Origin`
-    #[arg(long)]
+    #[arg(long, env = "PREFLIGHTD_ORIGIN")]
     pub origin: String,
     /// The actual request's method (`Access-Control-Request-Method`)
-    #[arg(long)]
+    #[arg(long, env = "PREFLIGHTD_METHOD")]
     pub method: String,
     /// The actual request's non-safelisted header names, comma-separated
     /// (`Access-Control-Request-Headers`)
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", env = "PREFLIGHTD_HEADERS")]
     pub headers: String,
     /// The URL the page fetches (scheme and host set the Host; path the path)
-    #[arg(long, default_value = "/")]
+    #[arg(long, default_value = "/", env = "PREFLIGHTD_URL")]
     pub url: String,
     /// The page fetches with `credentials: "include"`
-    #[arg(long)]
+    #[arg(long, env = "PREFLIGHTD_CREDENTIALS")]
     pub credentials: bool,
     /// The preflight asks for private network access
-    #[arg(long)]
+    #[arg(long, env = "PREFLIGHTD_PRIVATE_NETWORK")]
     pub private_network: bool,
     /// Exit 1 when the browser would block the request (denied, or credentials not granted);
     /// 0 when it goes on
-    #[arg(long)]
+    #[arg(long, env = "PREFLIGHTD_EXIT_CODE")]
     pub exit_code: bool,
 }
 
