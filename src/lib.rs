@@ -1,11 +1,12 @@
 //! preflightd: answers CORS preflights at the edge from a compiled rules file and passes
 //! everything else to the upstream.
 //!
-//! The core (`syntax`, `fetch`, `rules`, `policy`, `cors`) does no network I/O and takes no
-//! clock: it turns a rules file into an immutable [`policy::Policy`] and a request into a
-//! [`cors::Decision`]. The shell around it holds the sockets, the files, the signals and the
-//! metrics; arrows point inward, and no module uses a module that uses it
-//! (`scripts/module_cycles.py` checks this in CI):
+//! The core (`syntax`, `fetch`, `rules`, `policy`, `cors`, `cases`) does no network I/O and
+//! takes no clock: it turns a rules file into an immutable [`policy::Policy`] and a request
+//! into a [`cors::Decision`], and runs operators' expectations ([`cases`]) against a policy.
+//! The shell around it holds the sockets, the files, the signals and the metrics; arrows
+//! point inward, and no module uses a module that uses it (`scripts/module_cycles.py` checks
+//! this in CI):
 //!
 //! - `metrics`: the Prometheus families; `throttle`: rate-limited warnings;
 //! - `conn`: one client connection from accept to close (caps, clocks, the watchdog);
@@ -18,6 +19,7 @@
 //! - `app`: the composition root that builds and runs all of it from one `ServeConfig`.
 
 // Core.
+pub mod cases;
 pub mod cors;
 pub mod fetch;
 pub mod policy;
