@@ -1,5 +1,5 @@
-//! preflightd: thin entry point. Parses the command line and dispatches to `serve`, `check`
-//! or `explain`.
+//! preflightd: thin entry point. Parses the command line and dispatches to `serve`, `check`,
+//! `explain` or `test`.
 
 mod cli;
 
@@ -17,5 +17,6 @@ fn main() -> ExitCode {
         cli::Command::Serve(serve) => preflightd::app::serve(serve.into_config()),
         cli::Command::Check(check) => cli::check::run(&check),
         cli::Command::Explain(explain) => cli::explain::run(&explain),
+        cli::Command::Test(test) => cli::test::run(&test),
     }
 }

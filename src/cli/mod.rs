@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod explain;
+pub mod test;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +29,20 @@ pub enum Command {
     Check(CheckArgs),
     /// Show which rule answers a preflight, why each other rule does not, and the exact answer
     Explain(ExplainArgs),
+    /// Run expectations (cases files) against rules; exit 0 all pass, 1 a case fails, 2 usage
+    /// or invalid files
+    Test(TestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Rules file or directory the [[case]] tables run against; "-" for none (every case is
+    /// in a [[suite]] with its own rules)
+    #[arg(value_name = "RULES")]
+    pub rules: PathBuf,
+    /// Cases files, or directories of *.toml cases files
+    #[arg(required = true, value_name = "CASES")]
+    pub cases: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
