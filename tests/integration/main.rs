@@ -1,6 +1,7 @@
 //! Integration tests, compiled as one binary (one `mod` per area).
 
 mod browser;
+mod cases;
 mod cli;
 mod decision;
 mod differential;
