@@ -347,3 +347,46 @@ pub fn run(
     }
     Ok(summary)
 }
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn answer(origin: &'static str, credentials: Option<&'static str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static(origin),
+        );
+        if let Some(value) = credentials {
+            headers.insert(
+                ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static(value),
+            );
+        }
+        headers
+    }
+
+    /// Valid rules never pair `*` with credentials (a load-time error), so only a header map
+    /// built by hand reaches the second branch: a browser refuses it all the same.
+    #[test]
+    fn a_credentialed_request_needs_acac_true_and_an_echoed_origin() {
+        let echoed = "https://app.example.com";
+        assert_eq!(credentialed_block(&answer(echoed, Some("true"))), None);
+        assert_eq!(
+            credentialed_block(&answer(echoed, None)),
+            Some("answered without Access-Control-Allow-Credentials: true")
+        );
+        // CORS-CHECKLIST 2.3: `True` is not `true`.
+        assert_eq!(
+            credentialed_block(&answer(echoed, Some("True"))),
+            Some("answered without Access-Control-Allow-Credentials: true")
+        );
+        assert_eq!(
+            credentialed_block(&answer("*", Some("true"))),
+            Some("answered with Access-Control-Allow-Origin: *")
+        );
+    }
+}
