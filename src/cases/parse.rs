@@ -828,3 +828,79 @@ fn quoted_list(words: &[&str]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(text: &str) -> CasesFile {
+        parse("c.toml".into(), text).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse("c.toml".into(), text) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn a_case_is_the_request_a_browser_sends() {
+        let file = parsed(
+            "[[case]]\nname = \"n\"\norigin = \"https://a.example\"\nmethod = \"PUT\"\nheaders = [\"X-B\", \"x-a\", \"x-b\"]\nexpect = \"allowed\"\n",
+        );
+        let case = &file.cases[0];
+        assert_eq!(case.location.to_string(), "c.toml:1:1");
+        assert_eq!(case.request.method, Method::OPTIONS);
+        assert_eq!(
+            (case.request.authority.as_str(), case.request.path.as_str()),
+            ("localhost", "/")
+        );
+        let headers = &case.request.headers;
+        assert_eq!(headers[ORIGIN], "https://a.example");
+        assert_eq!(headers[ACCESS_CONTROL_REQUEST_METHOD], "PUT");
+        // CORS-CHECKLIST 2.18: lowercased, de-duplicated, sorted, joined with ",".
+        assert_eq!(headers[ACCESS_CONTROL_REQUEST_HEADERS], "x-a,x-b");
+        assert_eq!(case.expected_status(), Some(204));
+    }
+
+    #[test]
+    fn a_suites_rules_start_where_their_text_starts() {
+        for (rules, start) in [
+            ("'''\n[[rule]]'''", (3, 1)),
+            ("'''\r\n[[rule]]'''", (3, 1)),
+            ("'''[[rule]]'''", (2, 12)),
+            ("\"[[rule]]\"", (2, 10)),
+            ("\"\"\"\n[[rule]]\"\"\"", (3, 1)),
+        ] {
+            let text = format!(
+                "[[suite]]\nrules = {rules}\nname = \"s\"\n[[suite.case]]\nname = \"c\"\norigin = \"o\"\nmethod = \"GET\"\nexpect = \"origin\"\n"
+            );
+            let file = parsed(&text);
+            assert_eq!(file.suites[0].rules_start, start, "{rules}");
+            assert_eq!(file.suites[0].rules, "[[rule]]");
+        }
+    }
+
+    #[test]
+    fn what_does_not_fit_together_is_an_error_at_its_place() {
+        let text = "[[case]]\nname = \"n\"\norigin = \"o\"\norigin_lines = []\nmethod = \"GET\"\nexpect = \"forward\"\nstatus = 204\nrule = \"r\"\n\n[[case]]\nname = \"m\"\norigin = \"o\"\nmethod = \"GET\"\nexpect = \"credentials\"\n";
+        assert_eq!(
+            errors(text),
+            [
+                "c.toml:4:16: case \"n\": set origin or origin_lines, not both",
+                "c.toml:7:10: case \"n\": status: with expect = \"forward\" the request is passed to the upstream; the edge gives no answer to check",
+                "c.toml:8:8: case \"n\": rule: with expect = \"forward\" the request is passed to the upstream; the edge gives no answer to check",
+                "c.toml:14:10: case \"m\": expect = \"credentials\" is for a case with credentials = true",
+            ]
+        );
+        assert_eq!(
+            errors(""),
+            ["c.toml: no [[case]] or [[suite]] tables: nothing to test"]
+        );
+        assert_eq!(
+            errors("case = 3"),
+            ["c.toml:1:1: \"case\" must be an array of tables: write [[case]]"]
+        );
+    }
+}
