@@ -57,6 +57,10 @@ const RENAMED: &[(&str, &str)] = &[
 ];
 
 type Value<'i> = Spanned<DeValue<'i>>;
+/// Response fields hyper (or the fast path) writes around the answer's own fields: the
+/// answer `preflightd test` renders has none of them to compare.
+const HTTP_LAYER: &[&str] = &["date", "content-length", "connection", "transfer-encoding"];
+
 /// A string value and its place.
 type Spot<'v> = (&'v str, Range<usize>);
 /// A list's items with their places, and the list's own place.
@@ -534,6 +538,13 @@ impl<'a> Walker<'a> {
             else {
                 continue;
             };
+            if HTTP_LAYER.contains(&name.as_str()) {
+                let message = format!(
+                    "response: {name} is written by the HTTP layer for each connection, not by the rules: preflightd test does not see it"
+                );
+                self.error(&key.span(), subject, message);
+                continue;
+            }
             if let Some((text, _)) = self.string(subject, &format!("response.{name}"), item) {
                 out.push((name, text.to_owned()));
             }
@@ -892,6 +903,14 @@ mod tests {
                 "c.toml:7:10: case \"n\": status: with expect = \"forward\" the request is passed to the upstream; the edge gives no answer to check",
                 "c.toml:8:8: case \"n\": rule: with expect = \"forward\" the request is passed to the upstream; the edge gives no answer to check",
                 "c.toml:14:10: case \"m\": expect = \"credentials\" is for a case with credentials = true",
+            ]
+        );
+        assert_eq!(
+            errors(
+                "[[case]]\nname = \"n\"\norigin = \"o\"\nmethod = \"GET\"\nexpect = \"origin\"\n[case.response]\nContent-Length = \"0\"\n"
+            ),
+            [
+                "c.toml:7:1: case \"n\": response: content-length is written by the HTTP layer for each connection, not by the rules: preflightd test does not see it"
             ]
         );
         assert_eq!(
