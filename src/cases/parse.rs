@@ -315,7 +315,8 @@ impl<'a> Walker<'a> {
                 "missing required key \"rules\" (the suite's rules, inline: rules = '''...''')",
             ),
             (
-                !saw_cases,
+                // `case = []`, or no `case` at all; cases that failed are reported already.
+                cases.is_empty() && (!saw_cases || self.errors.len() == errors_before),
                 "no [[suite.case]] tables: a suite holds the cases run against its rules",
             ),
         ] {
@@ -916,6 +917,12 @@ mod tests {
         assert_eq!(
             errors(""),
             ["c.toml: no [[case]] or [[suite]] tables: nothing to test"]
+        );
+        assert_eq!(
+            errors("[[suite]]\nname = \"s\"\nrules = \"\"\ncase = []\n"),
+            [
+                "c.toml:1:1: suite \"s\": no [[suite.case]] tables: a suite holds the cases run against its rules"
+            ]
         );
         assert_eq!(
             errors("case = 3"),
