@@ -308,10 +308,12 @@ impl<'a> Walker<'a> {
                 other => self.unknown_key(&key.span(), &subject, other, SUITE_KEYS),
             }
         }
+        // A key that is there but wrong is reported as wrong already, not also as missing.
+        let has = |key: &str| table.iter().any(|(k, _)| k.get_ref().as_ref() == key);
         for (missing, what) in [
-            (name.is_none(), "missing required key \"name\""),
+            (!has("name"), "missing required key \"name\""),
             (
-                rules.is_none(),
+                !has("rules"),
                 "missing required key \"rules\" (the suite's rules, inline: rules = '''...''')",
             ),
             (
@@ -371,11 +373,11 @@ impl<'a> Walker<'a> {
         if let Some((_, value)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == "name")
             && let Some((written, span)) = self.string(&subject, "name", value)
         {
-            if written.trim().is_empty() {
+            if written.trim().is_empty() || written.chars().any(char::is_control) {
                 self.error(
                     &span,
                     &subject,
-                    "name must not be empty: it names the case in every failure",
+                    "name must be one non-empty line: it names the case in every failure",
                 );
             } else {
                 subject = format!("case {written:?}");
@@ -922,6 +924,15 @@ mod tests {
             errors("[[suite]]\nname = \"s\"\nrules = \"\"\ncase = []\n"),
             [
                 "c.toml:1:1: suite \"s\": no [[suite.case]] tables: a suite holds the cases run against its rules"
+            ]
+        );
+        assert_eq!(
+            errors(
+                "[[suite]]\nname = 1\nrules = 2\n[[suite.case]]\nname = \"c\"\norigin = \"o\"\nmethod = \"GET\"\nexpect = \"origin\"\n"
+            ),
+            [
+                "c.toml:2:8: suite #1: \"name\" must be a string, found integer",
+                "c.toml:3:9: suite #1: \"rules\" must be a string, found integer",
             ]
         );
         assert_eq!(
