@@ -65,8 +65,8 @@ impl Suite {
     }
 }
 
-/// What a case expects. The words are the `expect` values of the format, and apart from
-/// `credentials` the `result` labels of `preflightd_preflight_requests_total`.
+/// What a case expects, in the words of its `expect` key; the denial reasons are the `result`
+/// labels of `preflightd_preflight_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
     /// Not a preflight (CORS-CHECKLIST 1.1-1.4): proxied untouched.
