@@ -1,9 +1,11 @@
 //! preflightd: answers CORS preflights at the edge from a compiled rules file and passes
 //! everything else to the upstream.
 //!
-//! The core (`syntax`, `fetch`, `rules`, `policy`, `cors`, `import`) does no network I/O and takes no
-//! clock: it turns a rules file into an immutable [`policy::Policy`] and a request into a
-//! [`cors::Decision`]. The shell around it holds the sockets, the files, the signals and the
+//! The core (`syntax`, `fetch`, `rules`, `policy`, `cors`, `cases`, `import`) does no
+//! network I/O and takes no clock: it turns a rules file into an immutable
+//! [`policy::Policy`] and a request into a [`cors::Decision`], runs operators' expectations
+//! ([`cases`]) against a policy, and turns a bucket's CORS configuration into rules
+//! ([`import`]). The shell around it holds the sockets, the files, the signals and the
 //! metrics; arrows point inward, and no module uses a module that uses it
 //! (`scripts/module_cycles.py` checks this in CI):
 //!
@@ -18,6 +20,7 @@
 //! - `app`: the composition root that builds and runs all of it from one `ServeConfig`.
 
 // Core.
+pub mod cases;
 pub mod cors;
 pub mod fetch;
 pub mod import;

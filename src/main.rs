@@ -1,5 +1,5 @@
 //! preflightd: thin entry point. Parses the command line and dispatches to `serve`, `check`,
-//! `explain` or `import`.
+//! `explain`, `import` or `test`.
 
 mod cli;
 
@@ -18,5 +18,6 @@ fn main() -> ExitCode {
         cli::Command::Check(check) => cli::check::run(&check),
         cli::Command::Explain(explain) => cli::explain::run(&explain),
         cli::Command::Import(import) => cli::import::run(&import),
+        cli::Command::Test(test) => cli::test::run(&test),
     }
 }

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod explain;
 pub mod import;
+pub mod test;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +34,9 @@ pub enum Command {
     /// file that answers preflights as the bucket does; exit 0 ok, 1 invalid or inexpressible
     /// input (2 usage)
     Import(ImportArgs),
+    /// Run expectations (cases files) against rules; exit 0 all pass, 1 a case fails, 2 usage
+    /// or invalid files
+    Test(TestArgs),
 }
 
 /// The storage services `import` reads.
@@ -94,6 +98,17 @@ pub struct ImportArgs {
         env = "PREFLIGHTD_NAME_PREFIX"
     )]
     pub name_prefix: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Rules file or directory the [[case]] tables run against; "-" for none (every case is
+    /// in a [[suite]] with its own rules)
+    #[arg(value_name = "RULES", env = "PREFLIGHTD_RULES")]
+    pub rules: PathBuf,
+    /// Cases files, or directories of *.toml cases files
+    #[arg(required = true, value_name = "CASES")]
+    pub cases: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -789,7 +789,7 @@ fn parse_host_scope(host: &str) -> Result<HostScope, String> {
 }
 
 /// The known key nearest to a misspelt one, if it is close enough to be a typo.
-fn suggest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+pub(crate) fn suggest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
     known
         .iter()
         .map(|k| (edit_distance(key, k), *k))

@@ -1,173 +1,45 @@
-//! The preflight decision against `tests/data/preflight.toml`: each case is one request and
-//! the answer the edge must give, byte for byte where the case says so. Every case is also
-//! held to the invariants every answer must keep.
+//! The preflight decision against `tests/data/preflight.toml`, run in process with the code
+//! `preflightd test` runs (`preflightd::cases`): each case is one request and the answer the
+//! edge must give, byte for byte where the case says so. Every answer is also held to the
+//! invariants every answer must keep, and every case is shown able to fail.
 
-use std::collections::BTreeMap;
-
-use http::header::{
-    ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, HeaderName, ORIGIN,
-};
-use http::{HeaderMap, HeaderValue, Method, Uri};
-use preflightd::cors::{ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK, Decision, Request, decide};
-use serde::Deserialize;
-
-use crate::support::{expand, policy};
-
-#[derive(Deserialize)]
-pub struct File {
-    pub suite: Vec<Suite>,
-}
-
-#[derive(Deserialize)]
-pub struct Suite {
-    pub name: String,
-    pub rules: String,
-    pub case: Vec<Case>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct Case {
-    pub desc: String,
-    pub method: Option<String>,
-    origin: Option<Lines>,
-    acrm: Option<Lines>,
-    #[serde(default)]
-    acrh: Vec<String>,
-    acrpn: Option<String>,
-    pub url: Option<String>,
-    pub expect: String,
-    rule: Option<String>,
-    pub status: Option<u16>,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    #[serde(default)]
-    absent: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Lines {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl Lines {
-    fn lines(&self) -> Vec<String> {
-        match self {
-            Lines::One(line) => vec![line.clone()],
-            Lines::Many(lines) => lines.clone(),
-        }
-    }
-}
+use http::HeaderMap;
+use preflightd::cases::{self, Actual, CasesFile, Expect, check};
+use preflightd::cors::Reason;
 
 /// The vectors of `tests/data/preflight.toml`.
-pub fn vectors() -> File {
-    toml::from_str(include_str!("../data/preflight.toml"))
-        .expect("tests/data/preflight.toml parses")
-}
-
-pub fn header_map(case: &Case) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    let mut add = |name: &HeaderName, value: &str| {
-        let value = HeaderValue::from_bytes(expand(value).as_bytes())
-            .unwrap_or_else(|e| panic!("{}: bad test header {value:?}: {e}", case.desc));
-        headers.append(name.clone(), value);
-    };
-    for line in case.origin.as_ref().map(Lines::lines).unwrap_or_default() {
-        add(&ORIGIN, &line);
-    }
-    for line in case.acrm.as_ref().map(Lines::lines).unwrap_or_default() {
-        add(&ACCESS_CONTROL_REQUEST_METHOD, &line);
-    }
-    for line in &case.acrh {
-        add(&ACCESS_CONTROL_REQUEST_HEADERS, line);
-    }
-    if let Some(value) = &case.acrpn {
-        add(&ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK, value);
-    }
-    headers
+pub fn vectors() -> CasesFile {
+    cases::parse(
+        "tests/data/preflight.toml".into(),
+        include_str!("../data/preflight.toml"),
+    )
+    .unwrap_or_else(|errors| {
+        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        panic!("tests/data/preflight.toml:\n{}", errors.join("\n"))
+    })
 }
 
 #[test]
 fn preflight_vectors() {
     let file = vectors();
     let mut failures = Vec::new();
-    let mut count = 0;
-    for suite in &file.suite {
-        let policy = policy(&suite.rules);
-        for case in &suite.case {
-            count += 1;
-            if let Err(why) = run_case(&policy, case) {
-                failures.push(format!("[{}] {}: {why}", suite.name, case.desc));
-            }
+    let summary = cases::run(std::slice::from_ref(&file), None, |case, checked| {
+        if !checked.passed() {
+            failures.push(cases::report(case, checked));
         }
-    }
-    assert!(count > 60, "only {count} cases ran");
-    assert!(
-        failures.is_empty(),
-        "{} of {count} cases failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-}
-
-fn run_case(policy: &preflightd::policy::Policy, case: &Case) -> Result<(), String> {
-    let method = Method::from_bytes(case.method.as_deref().unwrap_or("OPTIONS").as_bytes())
-        .map_err(|e| e.to_string())?;
-    let uri: Uri = case
-        .url
-        .as_deref()
-        .unwrap_or("http://api.example.com/")
-        .parse()
-        .map_err(|e| format!("bad url: {e}"))?;
-    let headers = header_map(case);
-    let request = Request {
-        method: &method,
-        host: uri.authority().map(|a| a.as_str().as_bytes()),
-        path: uri.path().as_bytes(),
-        headers: &headers,
-    };
-    let answer = match (decide(policy, &request), case.expect.as_str()) {
-        (Decision::NotPreflight, "not_preflight") | (Decision::Forward, "forward") => return Ok(()),
-        (Decision::Answer(answer), expect) if answer.outcome.as_str() == expect => answer,
-        (decision, expect) => return Err(format!("expected {expect}, got {decision:?}")),
-    };
-    if let Some(want) = &case.rule {
-        let got = answer.rule().map_or("", |r| r.name.as_str());
-        if got != want {
-            return Err(format!("expected rule {want:?}, got {got:?}"));
+        if let Actual::Answer(answer) = &checked.actual
+            && let Err(why) = invariants(answer.status, answer.body, &answer.headers)
+        {
+            failures.push(format!("{} ({}): {why}\n", case.name, case.location));
         }
-    }
-    let want_status = case
-        .status
-        .unwrap_or(if case.expect == "allowed" { 204 } else { 403 });
-    if answer.status().as_u16() != want_status {
-        return Err(format!(
-            "expected status {want_status}, got {}",
-            answer.status()
-        ));
-    }
-    let mut out = HeaderMap::new();
-    answer.write_headers(&headers, &mut out);
-    for (name, want) in &case.headers {
-        let got = out
-            .get(name.as_str())
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-        if got.as_deref() != Some(want.as_str()) {
-            return Err(format!("header {name}: expected {want:?}, got {got:?}"));
-        }
-    }
-    for name in &case.absent {
-        if let Some(value) = out.get(name.as_str()) {
-            return Err(format!("header {name} must be absent, got {value:?}"));
-        }
-    }
-    invariants(&answer, &out)
+    })
+    .unwrap_or_else(|errors| panic!("the suites' rules load: {errors:?}"));
+    assert!(summary.passed > 60, "only {summary} ran");
+    assert!(failures.is_empty(), "{summary}:\n{}", failures.concat());
 }
 
 /// What every answer keeps, whatever the case says (DESIGN 4.3, 4.4).
-fn invariants(answer: &preflightd::cors::Answer<'_>, out: &HeaderMap) -> Result<(), String> {
+fn invariants(status: u16, body: &str, out: &HeaderMap) -> Result<(), String> {
     if out.get_all("vary").iter().count() != 1 {
         return Err("every answer carries exactly one Vary".into());
     }
@@ -179,15 +51,84 @@ fn invariants(answer: &preflightd::cors::Answer<'_>, out: &HeaderMap) -> Result<
             "never Access-Control-Expose-Headers on a preflight (CORS-CHECKLIST 4.3)".into(),
         );
     }
-    let grants = answer.status().as_u16() == 204;
+    let grants = status == 204;
     let any_allow = out
         .keys()
         .any(|k| k.as_str().starts_with("access-control-allow-"));
     if !grants && (any_allow || out.contains_key("access-control-max-age")) {
         return Err("a 403 carries no Access-Control-Allow-* or -Max-Age".into());
     }
-    if grants != answer.body().is_empty() {
+    if grants != body.is_empty() {
         return Err("a 204 has no body; a 403 names its reason".into());
     }
     Ok(())
+}
+
+/// No vector passes vacuously: with any other verdict, or any other rule, status or response
+/// value than the one it states, each case fails.
+#[test]
+fn every_vector_fails_when_its_expectation_is_wrong() {
+    let file = vectors();
+    let verdicts = [
+        Expect::Allowed,
+        Expect::Denied(Reason::NoRule),
+        Expect::Denied(Reason::Origin),
+        Expect::Denied(Reason::Method),
+        Expect::Denied(Reason::Headers),
+        Expect::Denied(Reason::Malformed),
+        Expect::Credentials,
+        Expect::Forward,
+        Expect::NotPreflight,
+    ];
+    let mut mutants = 0;
+    let mut survivors = Vec::new();
+    for suite in &file.suites {
+        let policy = suite.compile().expect("suite rules load");
+        for case in &suite.cases {
+            let mut wrong = Vec::new();
+            for verdict in verdicts.iter().filter(|v| **v != case.expect) {
+                let mut mutant = case.clone();
+                mutant.expect = *verdict;
+                wrong.push((format!("expect = {:?}", verdict.as_str()), mutant));
+            }
+            if let Some(rule) = &case.rule {
+                let mut mutant = case.clone();
+                mutant.rule = Some(format!("{rule}-not"));
+                wrong.push(("another rule".into(), mutant));
+            }
+            if case.expect.is_answered() {
+                let mut mutant = case.clone();
+                mutant.status = Some(if case.expected_status() == Some(204) {
+                    403
+                } else {
+                    204
+                });
+                wrong.push(("another status".into(), mutant));
+            }
+            for index in 0..case.response.len() {
+                let mut mutant = case.clone();
+                mutant.response[index].1.push('x');
+                wrong.push((format!("another {}", case.response[index].0), mutant));
+            }
+            for index in 0..case.absent.len() {
+                // A header that must be absent, required instead with some value.
+                let mut mutant = case.clone();
+                let name = mutant.absent.remove(index);
+                mutant.response.push((name.clone(), "x".into()));
+                wrong.push((format!("{name} present"), mutant));
+            }
+            for (what, mutant) in wrong {
+                mutants += 1;
+                if check(&policy, &mutant).passed() {
+                    survivors.push(format!("{} with {what}", case.name));
+                }
+            }
+        }
+    }
+    assert!(mutants > 700, "only {mutants} mutants");
+    assert!(
+        survivors.is_empty(),
+        "these wrong expectations pass:\n{}",
+        survivors.join("\n")
+    );
 }

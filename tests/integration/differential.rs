@@ -3,14 +3,14 @@
 //! the first request of a fresh connection (answered by the fast path) and after a proxied
 //! GET on one connection (which hands the connection to hyper). Both answers must be the same
 //! bytes (status line, every header name, value and place, body), apart from the `Date`
-//! value.
+//! value, and hold what the vector states of the answer (status, exact and absent headers).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 
 use proptest::prelude::*;
 
-use crate::decision::{header_map, vectors};
+use crate::decision::vectors;
 use crate::support::{Preflightd, Upstream, connect};
 
 /// One response's raw bytes with the `date` value blanked, read by its own framing.
@@ -82,46 +82,55 @@ fn every_vector_gets_the_same_answer_from_both_paths() {
     let file = vectors();
     let mut compared = 0;
     let mut failures = Vec::new();
-    for suite in &file.suite {
+    for suite in &file.suites {
         let edge = Preflightd::start(&suite.rules, Some(&upstream.url()), &[]);
-        for case in &suite.case {
-            if matches!(case.expect.as_str(), "not_preflight" | "forward") {
+        for case in &suite.cases {
+            let Some(expected_status) = case.expected_status() else {
                 // Proxied either way: hyper serves both, nothing of the fast path to compare.
                 continue;
-            }
-            let url: http::Uri = case
-                .url
-                .as_deref()
-                .unwrap_or("http://api.example.com/")
-                .parse()
-                .expect("url");
-            let headers = header_map(case);
-            let lines: Vec<(&str, Vec<u8>)> = headers
+            };
+            let request = &case.request;
+            let lines: Vec<(&str, Vec<u8>)> = request
+                .headers
                 .iter()
                 .map(|(name, value)| (name.as_str(), value.as_bytes().to_vec()))
                 .collect();
-            let request = raw_request(
-                case.method.as_deref().unwrap_or("OPTIONS"),
-                url.path(),
-                url.authority().map_or("api.example.com", |a| a.as_str()),
+            let raw = raw_request(
+                request.method.as_str(),
+                &request.path,
+                &request.authority,
                 &lines,
             );
-            let (fast, slow) = both_paths(edge.data, &request);
+            let (fast, slow) = both_paths(edge.data, &raw);
             compared += 1;
             // A head past `--max-header-bytes` (64 KiB by default) never reaches the
             // decision: it is hyper's 431 on both paths.
-            let status = if request.len() > 65_536 {
-                431
-            } else {
-                case.status
-                    .unwrap_or(if case.expect == "allowed" { 204 } else { 403 })
-            };
+            let oversized = raw.len() > 65_536;
+            let status = if oversized { 431 } else { expected_status };
             let want = format!("HTTP/1.1 {status} ");
+            let mut wrong = Vec::new();
             if fast != slow || !fast.starts_with(want.as_bytes()) {
+                wrong.push(format!("status or paths differ, expected {status}"));
+            }
+            // What the case says of the answer holds on the wire too, not only in process.
+            for (name, value) in &case.response {
+                let got = wire_header(&fast, name.as_str());
+                if !oversized && got.as_deref() != Some(value.as_str()) {
+                    wrong.push(format!("{name}: expected {value:?}, got {got:?}"));
+                }
+            }
+            for name in &case.absent {
+                if let Some(got) = wire_header(&fast, name.as_str()) {
+                    wrong.push(format!("{name} must be absent, got {got:?}"));
+                }
+            }
+            if !wrong.is_empty() {
                 failures.push(format!(
-                    "[{}] {}:\nfast path:\n{}\nhyper:\n{}",
+                    "[{}] {} ({}): {}\nfast path:\n{}\nhyper:\n{}",
                     suite.name,
-                    case.desc,
+                    case.name,
+                    case.location,
+                    wrong.join("; "),
                     String::from_utf8_lossy(&fast),
                     String::from_utf8_lossy(&slow)
                 ));
@@ -135,6 +144,18 @@ fn every_vector_gets_the_same_answer_from_both_paths() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// The value of `name` in a raw response's head (names compare case-insensitively).
+fn wire_header(raw: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(raw);
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    head.split("\r\n").skip(1).find_map(|line| {
+        let (field, value) = line.split_once(':')?;
+        field
+            .eq_ignore_ascii_case(name)
+            .then(|| value.trim().to_owned())
+    })
 }
 
 /// Rules that reach every kind of answer: echoed and `*` origins, echoed methods and header

@@ -646,7 +646,18 @@ mod s3_property {
     use preflightd::import::{Options, Vendor, check_output, import};
     use proptest::prelude::*;
 
-    use crate::support::policy;
+    /// The imported rules, loaded and compiled as the server would.
+    fn policy(text: &str) -> preflightd::policy::Policy {
+        let loaded = preflightd::rules::load_sources(&[preflightd::rules::Source {
+            name: "imported.toml".into(),
+            text: text.to_owned(),
+        }]);
+        let Some(rules) = loaded.rules else {
+            let errors: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+            panic!("imported rules do not load:\n{}", errors.join("\n"));
+        };
+        preflightd::policy::compile(rules).unwrap_or_else(|e| panic!("do not compile: {e}"))
+    }
 
     const ORIGINS: &[&str] = &[
         "*",

@@ -2,6 +2,7 @@
 
 mod browser;
 mod bucket_rules;
+mod cases;
 mod cli;
 mod decision;
 mod differential;

@@ -2,7 +2,6 @@
 //!
 //! Real processes on loopback: the `preflightd` binary and the `test_upstream` example, each
 //! on an ephemeral port, stopped when dropped. A small raw HTTP/1.1 client shows exact bytes.
-//! Also: compiling rules text in-process, and expanding the data files' `REPEAT(text,N)`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -10,9 +9,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
-
-use preflightd::policy::{Policy, compile};
-use preflightd::rules::{Source, load_sources};
 
 /// Every wait in these tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -576,41 +572,4 @@ pub fn names(response: &RawResponse) -> Vec<&str> {
         .map(|(n, _)| n.as_str())
         .filter(|n| *n != "connection")
         .collect()
-}
-
-/// Compiles rules text that must be valid.
-pub fn policy(text: &str) -> Policy {
-    let loaded = load_sources(&[Source {
-        name: "test.toml".into(),
-        text: text.to_owned(),
-    }]);
-    let Some(rules) = loaded.rules else {
-        let errors: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
-        panic!("rules do not load:\n{}", errors.join("\n"));
-    };
-    compile(rules).unwrap_or_else(|e| panic!("rules do not compile: {e}"))
-}
-
-/// Expands `REPEAT(text,N)` (text repeated N times) so the data files can state long inputs
-/// exactly. The count is the part after the last comma, so the text may hold commas.
-pub fn expand(value: &str) -> String {
-    let mut out = String::new();
-    let mut rest = value;
-    while let Some(start) = rest.find("REPEAT(") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + "REPEAT(".len()..];
-        let close = after.find(')').expect("REPEAT( without )");
-        let (text, count) = after[..close].rsplit_once(',').expect("REPEAT(text,N)");
-        out.push_str(&text.repeat(count.parse().expect("REPEAT count")));
-        rest = &after[close + 1..];
-    }
-    out.push_str(rest);
-    out
-}
-
-#[test]
-fn expand_repeats() {
-    assert_eq!(expand("a-REPEAT(x,,3)-b"), "a-x,x,x,-b");
-    assert_eq!(expand("REPEAT(ab,2)"), "abab");
-    assert_eq!(expand("plain"), "plain");
 }
