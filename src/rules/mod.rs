@@ -10,6 +10,6 @@ mod validate;
 pub use diagnostic::{Diagnostic, Location, Severity, Subject};
 pub use load::{DEFAULT_MAX_RULES_BYTES, Loaded, Source, load_path, load_sources, read_sources};
 pub use model::{
-    ActualResponses, HostScope, OriginEntry, Rule, Rules, Settings, TokenList, Unmatched,
+    ActualResponses, HostScope, Mode, OriginEntry, Rule, Rules, Settings, TokenList, Unmatched,
 };
 pub use origin::{HostOrigin, HostSpec, OriginPattern, PortSpec, RegexFacts};

@@ -20,6 +20,7 @@ pub struct Settings {
     pub debug: bool,
     pub cdn_max_age: u32,
     pub actual_responses: ActualResponses,
+    pub mode: Mode,
 }
 
 impl Default for Settings {
@@ -29,6 +30,26 @@ impl Default for Settings {
             debug: false,
             cdn_max_age: 0,
             actual_responses: ActualResponses::Untouched,
+            mode: Mode::Enforce,
+        }
+    }
+}
+
+/// Who answers preflights (a setting, so switching is a rules reload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The edge answers from the rules.
+    Enforce,
+    /// The upstream answers every preflight, proxied like any other request; the edge only
+    /// compares what the rules would have answered (migrating an application's CORS).
+    Shadow,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Shadow => "shadow",
         }
     }
 }
