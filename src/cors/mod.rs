@@ -7,6 +7,8 @@
 //! - `decide`: first match over the rules, and the denial reason when none answers;
 //! - `explain`: the same decision traced rule by rule;
 //! - `fill`: CORS headers for proxied responses (`actual_responses = "fill"`);
+//! - `shadow`: an answer judged as a browser judges it, and the upstream's against the
+//!   rules' (`mode = "shadow"`);
 //! - `wire`: every answer of a policy pre-rendered as HTTP/1.1 bytes, for the fast path.
 
 mod answer;
@@ -15,6 +17,7 @@ mod decide;
 mod explain;
 mod fill;
 mod request;
+pub mod shadow;
 mod wire;
 
 pub use answer::{Answer, FORWARDED_LABEL, FieldValue, Outcome, RESULT_LABELS, Reason};
@@ -24,7 +27,7 @@ pub use explain::{Explanation, RuleStep, RuleTrace, explain};
 pub use fill::{Fill, fill_for};
 pub use request::{
     Fields, MAX_ORIGIN_BYTES, MAX_REQUEST_HEADER_NAMES, MAX_REQUEST_HEADERS_BYTES, Malformed,
-    Preflight, Request, is_preflight,
+    Preflight, Request, is_preflight, parse as parse_preflight,
 };
 pub use wire::{DATE_LEN, WireAnswers};
 // The Private Network Access header names, where the decision's users look for them.
