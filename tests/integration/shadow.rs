@@ -812,3 +812,24 @@ fn switching_mode_by_a_rules_reload_under_load_changes_who_answers_with_no_faile
         by_upstream as f64
     );
 }
+
+#[test]
+fn without_an_upstream_shadow_mode_answers_from_the_rules_and_says_so() {
+    let edge = Preflightd::start(SHADOW_RULES, None, &[]);
+    edge.process.wait_for_line("without --upstream");
+    let answered = send(
+        edge.data,
+        &preflight("/", "api.example.com", "https://app.example.com", "PUT", ""),
+    );
+    assert_eq!(answered.status, 204);
+    assert_eq!(answered.header("access-control-max-age"), Some("300"));
+    assert_eq!(
+        edge.metric("preflightd_preflight_requests_total{result=\"allowed\",rule=\"web\"}"),
+        1.0
+    );
+    assert!(
+        !edge
+            .metrics()
+            .contains("preflightd_shadow_comparisons_total{")
+    );
+}
