@@ -113,91 +113,138 @@ pub fn judge<A: Fields + ?Sized>(
     status: StatusCode,
     answer: &A,
 ) -> Judgement {
+    // Each field is read once; both credentials modes are judged from what was read.
+    let read = Read::from(preflight, answer);
     Judgement {
-        without_credentials: check(preflight, status, answer, false),
-        with_credentials: check(preflight, status, answer, true),
-        max_age: max_age(answer),
+        without_credentials: read.check(preflight, status, false),
+        with_credentials: read.check(preflight, status, true),
+        max_age: read.max_age,
     }
 }
 
-fn check<A: Fields + ?Sized>(
-    preflight: &Preflight<'_>,
-    status: StatusCode,
-    answer: &A,
-    credentialed: bool,
-) -> Result<(), Step> {
-    cors_check(preflight.origin, answer, credentialed)?;
-    // Step 7: "If a CORS check for request and response returns success and response's
-    // status is an ok status". Chromium reports the CORS check first; so does this.
-    if !status.is_success() {
-        return Err(Step::Status);
-    }
-    // Steps 7.1-7.3: both lists extracted; either failing to parse is a network error.
-    let methods = &ACCESS_CONTROL_ALLOW_METHODS;
-    let headers = &ACCESS_CONTROL_ALLOW_HEADERS;
-    if !line_items(answer.lines(methods)).all(is_token)
-        || !line_items(answer.lines(headers)).all(is_token)
-    {
-        return Err(Step::Lists);
-    }
-    // Step 7.4 (methods null and the use-CORS-preflight flag set) cannot be told from the
-    // preflight; an answer without `Access-Control-Allow-Methods` covers the safelisted
-    // methods only, as it does for every other request.
-    // Step 7.5: byte-exact, or safelisted, or `*` without credentials (CORS-CHECKLIST 2.7).
-    let star = !credentialed;
-    let method = preflight.method;
-    let method_covered = is_cors_safelisted_method(method)
-        || line_items(answer.lines(methods)).any(|item| item == method || (star && item == b"*"));
-    if !method_covered {
-        return Err(Step::Method);
-    }
-    // Steps 7.6-7.7: each name listed ASCII-case-insensitively, or `*` without credentials,
-    // which never covers `authorization` (CORS-CHECKLIST 2.9).
-    for name in preflight.headers.iter() {
-        let covered = line_items(answer.lines(headers)).any(|item| {
-            item.eq_ignore_ascii_case(name)
-                || (star && item == b"*" && wildcard_covers_header_name(name))
-        });
-        if !covered {
-            return Err(Step::Headers);
+/// What `Access-Control-Allow-Origin` says of the request's origin.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AllowOrigin {
+    /// Absent, on several lines, or another origin.
+    Other,
+    Star,
+    /// Byte for byte the request's serialized origin.
+    Same,
+}
+
+/// An answer's CORS fields, read against one preflight.
+struct Read {
+    origin: AllowOrigin,
+    /// `Access-Control-Allow-Credentials` is byte-exactly `true`.
+    credentials: bool,
+    /// Both lists parse as tokens.
+    lists: bool,
+    method_listed: bool,
+    methods_star: bool,
+    /// Every requested name listed.
+    headers_listed: bool,
+    /// Every requested name listed, or covered by a `*` (never `authorization`).
+    headers_listed_or_star: bool,
+    /// Not asked for, or granted with exactly `true`.
+    private_network: bool,
+    max_age: u64,
+}
+
+impl Read {
+    fn from<A: Fields + ?Sized>(preflight: &Preflight<'_>, answer: &A) -> Self {
+        // Fetch: CORS check, steps 1-2: "get" `Access-Control-Allow-Origin`, every line
+        // combined with `, `: two lines equal no serialized origin and are not `*`
+        // (CORS-CHECKLIST 2.4); null is failure.
+        let origin = match single_line(answer, &ACCESS_CONTROL_ALLOW_ORIGIN) {
+            Some(b"*") => AllowOrigin::Star,
+            Some(value) if value == preflight.origin => AllowOrigin::Same,
+            _ => AllowOrigin::Other,
+        };
+        // CORS-preflight fetch, steps 7.1-7.3: both lists extracted; either failing to parse
+        // is a network error (CORS-CHECKLIST 2.6). Empty items are skipped (RFC 9110 5.6.1).
+        let (mut lists, mut method_listed, mut methods_star) = (true, false, false);
+        for item in line_items(answer.lines(&ACCESS_CONTROL_ALLOW_METHODS)) {
+            lists &= is_token(item);
+            method_listed |= item == preflight.method;
+            methods_star |= item == b"*";
+        }
+        let mut headers_star = false;
+        for item in line_items(answer.lines(&ACCESS_CONTROL_ALLOW_HEADERS)) {
+            lists &= is_token(item);
+            headers_star |= item == b"*";
+        }
+        let (mut headers_listed, mut headers_listed_or_star) = (true, true);
+        for name in preflight.headers.iter() {
+            let listed = line_items(answer.lines(&ACCESS_CONTROL_ALLOW_HEADERS))
+                .any(|item| item.eq_ignore_ascii_case(name));
+            headers_listed &= listed;
+            headers_listed_or_star &= listed || (headers_star && wildcard_covers_header_name(name));
+        }
+        Read {
+            origin,
+            credentials: single_line(answer, &ACCESS_CONTROL_ALLOW_CREDENTIALS) == Some(b"true"),
+            lists,
+            method_listed,
+            methods_star,
+            headers_listed,
+            headers_listed_or_star,
+            // Private Network Access, "CORS preflight": asked for, the answer must grant it
+            // with exactly `true` (CORS-CHECKLIST 6.1; Chromium's
+            // CheckAllowPrivateNetworkHeader).
+            private_network: !preflight.private_network
+                || single_line(answer, &ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK) == Some(b"true"),
+            max_age: max_age(answer),
         }
     }
-    // Private Network Access, "CORS preflight": asked for, the answer must grant it with
-    // exactly `true` (CORS-CHECKLIST 6.1; Chromium's CheckAllowPrivateNetworkHeader).
-    if preflight.private_network
-        && single_line(answer, &ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK) != Some(b"true")
-    {
-        return Err(Step::PrivateNetwork);
-    }
-    Ok(())
-}
 
-/// Fetch: CORS check. Step 1 "gets" `Access-Control-Allow-Origin`: every line combined with
-/// `, `, which with two lines equals no serialized origin and is not `*` (CORS-CHECKLIST 2.4).
-fn cors_check<A: Fields + ?Sized>(
-    origin: &[u8],
-    answer: &A,
-    credentialed: bool,
-) -> Result<(), Step> {
-    // Step 2: null is failure.
-    let allowed = single_line(answer, &ACCESS_CONTROL_ALLOW_ORIGIN).ok_or(Step::Origin)?;
-    if allowed == b"*" {
-        // Step 3: `*` passes without credentials; with them it fails step 4 (2.3).
-        return if credentialed {
-            Err(Step::Credentials)
-        } else {
-            Ok(())
-        };
+    fn check(
+        &self,
+        preflight: &Preflight<'_>,
+        status: StatusCode,
+        credentialed: bool,
+    ) -> Result<(), Step> {
+        match self.origin {
+            AllowOrigin::Other => return Err(Step::Origin),
+            // CORS check, step 3: `*` passes without credentials; with them it fails step 4
+            // (CORS-CHECKLIST 2.3).
+            AllowOrigin::Star if credentialed => return Err(Step::Credentials),
+            AllowOrigin::Star => {}
+            // Steps 5-7: with credentials, `Access-Control-Allow-Credentials: true` (2.2).
+            AllowOrigin::Same if credentialed && !self.credentials => {
+                return Err(Step::Credentials);
+            }
+            AllowOrigin::Same => {}
+        }
+        // CORS-preflight fetch, step 7: "If a CORS check for request and response returns
+        // success and response's status is an ok status" (2.1). Chromium reports the CORS
+        // check first; so does this.
+        if !status.is_success() {
+            return Err(Step::Status);
+        }
+        if !self.lists {
+            return Err(Step::Lists);
+        }
+        // Step 7.4 (methods null and the use-CORS-preflight flag set) cannot be told from the
+        // preflight: without `Access-Control-Allow-Methods` only the safelisted methods pass,
+        // as for every other request.
+        // Step 7.5: byte-exact, or safelisted, or `*` without credentials (2.7, 2.11).
+        let star = !credentialed;
+        if !(is_cors_safelisted_method(preflight.method)
+            || self.method_listed
+            || (star && self.methods_star))
+        {
+            return Err(Step::Method);
+        }
+        // Steps 7.6-7.7: each name listed ASCII-case-insensitively, or `*` without
+        // credentials, which never covers `authorization` (2.9).
+        if !(self.headers_listed || (star && self.headers_listed_or_star)) {
+            return Err(Step::Headers);
+        }
+        if !self.private_network {
+            return Err(Step::PrivateNetwork);
+        }
+        Ok(())
     }
-    // Step 4: byte for byte the request's serialized origin (2.2).
-    if allowed != origin {
-        return Err(Step::Origin);
-    }
-    // Steps 5-7: with credentials, `Access-Control-Allow-Credentials` byte-exactly `true`.
-    if credentialed && single_line(answer, &ACCESS_CONTROL_ALLOW_CREDENTIALS) != Some(b"true") {
-        return Err(Step::Credentials);
-    }
-    Ok(())
 }
 
 /// The value of `name` when it has exactly one line, OWS trimmed (RFC 9110 5.5); several lines
