@@ -70,6 +70,107 @@ struct Details {
     suggestion: Option<String>,
 }
 
+/// A mismatch as observed, borrowed: what the table is probed with, so that counting a
+/// mismatch seen before allocates nothing. Hashes and compares as the [`Key`] it makes.
+struct Probe<'a> {
+    comparison: Comparison,
+    rule: Option<usize>,
+    outcome: usize,
+    host: &'a [u8],
+    preflight: &'a Preflight<'a>,
+    upstream_status: u16,
+    upstream: &'a HeaderMap,
+}
+
+impl Probe<'_> {
+    fn to_key(&self) -> Key {
+        Key {
+            comparison: self.comparison,
+            rule: self.rule,
+            outcome: self.outcome,
+            host: text(self.host).to_ascii_lowercase(),
+            origin: text(self.preflight.origin),
+            method: text(self.preflight.method),
+            request_headers: self
+                .preflight
+                .headers
+                .iter()
+                .map(|name| text(name).to_ascii_lowercase())
+                .collect(),
+            upstream_status: self.upstream_status,
+            upstream_fields: cors_response_fields(self.upstream),
+        }
+    }
+
+    /// Whether `key` is the one this probe makes (host and header names compare
+    /// ASCII-case-insensitively; each is ASCII, checked by the parse).
+    fn is(&self, key: &Key) -> bool {
+        key.comparison == self.comparison
+            && key.rule == self.rule
+            && key.outcome == self.outcome
+            && key.upstream_status == self.upstream_status
+            && key.host.as_bytes().eq_ignore_ascii_case(clip(self.host))
+            && key.origin.as_bytes() == clip(self.preflight.origin)
+            && key.method.as_bytes() == clip(self.preflight.method)
+            && same_items(
+                key.request_headers.iter(),
+                self.preflight.headers.iter(),
+                |stored, name| stored.as_bytes().eq_ignore_ascii_case(clip(name)),
+            )
+            && same_items(
+                key.upstream_fields.iter(),
+                cors_lines(self.upstream),
+                |(n, v), (name, value)| {
+                    n == name.as_str() && *v == String::from_utf8_lossy(clip(value.as_bytes()))
+                },
+            )
+    }
+}
+
+/// Whether two sequences have the same length and `same` holds pairwise.
+fn same_items<A, B>(
+    mut a: impl Iterator<Item = A>,
+    mut b: impl Iterator<Item = B>,
+    same: impl Fn(A, B) -> bool,
+) -> bool {
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some(x), Some(y)) => {
+                if !same(x, y) {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+}
+
+impl std::hash::Hash for Probe<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.comparison.hash(state);
+        self.rule.hash(state);
+        self.outcome.hash(state);
+        self.upstream_status.hash(state);
+        let lowercase = |bytes: &[u8], state: &mut H| {
+            state.write_usize(clip(bytes).len());
+            for byte in clip(bytes) {
+                state.write_u8(byte.to_ascii_lowercase());
+            }
+        };
+        lowercase(self.host, state);
+        clip(self.preflight.origin).hash(state);
+        clip(self.preflight.method).hash(state);
+        for name in self.preflight.headers.iter() {
+            lowercase(name, state);
+        }
+        for (name, value) in cors_lines(self.upstream) {
+            name.as_str().hash(state);
+            String::from_utf8_lossy(clip(value.as_bytes())).hash(state);
+        }
+    }
+}
+
 impl Shadow {
     pub fn new(policy: &Policy, metrics: &Metrics) -> Self {
         Shadow {
@@ -174,29 +275,21 @@ impl Case {
         if comparison == Comparison::Match {
             return;
         }
-        let key = Key {
+        let probe = Probe {
             comparison,
             rule: self.rule,
             outcome: self.outcome.index(),
-            host: self
-                .host
-                .as_ref()
-                .map(|h| text(h.as_bytes()).to_ascii_lowercase())
-                .unwrap_or_default(),
-            origin: text(preflight.origin),
-            method: text(preflight.method),
-            request_headers: preflight
-                .headers
-                .iter()
-                .map(|name| text(name).to_ascii_lowercase())
-                .collect(),
+            host: self.host.as_ref().map_or(&[][..], HeaderValue::as_bytes),
+            preflight: &preflight,
             upstream_status: status.as_u16(),
-            upstream_fields: cors_response_fields(headers),
+            upstream: headers,
         };
-        let path = text(self.uri.path().as_bytes());
-        let not_allowed = self.headers_not_allowed(&preflight);
-        let suggestion = |key: &Key| {
-            suggest_fix(&Mismatch {
+        // Built only for a log line (one a second at most) or a new entry: a mismatch seen
+        // before is counted from the borrowed probe.
+        let details = |key: &Key| {
+            let path = text(self.uri.path().as_bytes());
+            let not_allowed = self.headers_not_allowed(&preflight);
+            let suggestion = suggest_fix(&Mismatch {
                 upstream,
                 rules: self.judgement,
                 outcome: self.outcome,
@@ -208,10 +301,20 @@ impl Case {
                 origin: &key.origin,
                 method: &key.method,
                 headers_not_allowed: &not_allowed,
-            })
+            });
+            Details {
+                path,
+                outcome: self.outcome,
+                rules_status: self.status.as_u16(),
+                rules_fields: cors_response_fields(&self.answer),
+                rules: self.judgement,
+                upstream,
+                suggestion,
+            }
         };
-        let rules_fields = cors_response_fields(&self.answer);
         if let Some(suppressed) = MISMATCH_LOG.allow() {
+            let key = probe.to_key();
+            let details = details(&key);
             tracing::warn!(
                 suppressed,
                 result = comparison.as_str(),
@@ -220,23 +323,22 @@ impl Case {
                 method = ?key.method,
                 request_headers = ?key.request_headers,
                 host = ?key.host,
-                path = ?path,
+                path = ?details.path,
                 upstream = %answer_line(key.upstream_status, &key.upstream_fields),
-                rules = %answer_line(self.status.as_u16(), &rules_fields),
-                suggestion = suggestion(&key).as_deref().unwrap_or(""),
+                rules = %answer_line(details.rules_status, &details.rules_fields),
+                suggestion = details.suggestion.as_deref().unwrap_or(""),
                 "shadow mismatch: the upstream's answer and the rules' differ"
             );
         }
-        let details = |key: &Key| Details {
-            suggestion: suggestion(key),
-            path: path.clone(),
-            outcome: self.outcome,
-            rules_status: self.status.as_u16(),
-            rules_fields,
-            rules: self.judgement,
-            upstream,
-        };
-        let recorded = self.shadow.table.record(key, details);
+        let recorded = self.shadow.table.record(
+            &probe,
+            |key| probe.is(key),
+            || {
+                let key = probe.to_key();
+                let details = details(&key);
+                (key, details)
+            },
+        );
         if recorded == Recorded::Overflow {
             metrics.shadow_overflow.inc();
         }
@@ -273,23 +375,29 @@ fn cors_request_fields(headers: &HeaderMap) -> HeaderMap {
     fields
 }
 
-/// An answer's `Access-Control-*` lines, in order, bounded.
-fn cors_response_fields(headers: &HeaderMap) -> Vec<(String, String)> {
+/// An answer's `Access-Control-*` lines, in order, at most [`MAX_ANSWER_LINES`].
+fn cors_lines(headers: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
     headers
         .iter()
-        .filter(|(name, _)| is_cors_response_field(name))
+        .filter(|(name, _)| name.as_str().starts_with("access-control-"))
         .take(MAX_ANSWER_LINES)
+}
+
+/// [`cors_lines`], kept.
+fn cors_response_fields(headers: &HeaderMap) -> Vec<(String, String)> {
+    cors_lines(headers)
         .map(|(name, value)| (name.as_str().to_owned(), text(value.as_bytes())))
         .collect()
 }
 
-fn is_cors_response_field(name: &HeaderName) -> bool {
-    name.as_str().starts_with("access-control-")
+/// At most [`MAX_VALUE_BYTES`] of `bytes`.
+fn clip(bytes: &[u8]) -> &[u8] {
+    &bytes[..bytes.len().min(MAX_VALUE_BYTES)]
 }
 
-/// At most [`MAX_VALUE_BYTES`] of `bytes`, as text.
+/// [`clip`], as text.
 fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_VALUE_BYTES)]).into_owned()
+    String::from_utf8_lossy(clip(bytes)).into_owned()
 }
 
 fn answer_line(status: u16, fields: &[(String, String)]) -> String {
@@ -365,4 +473,102 @@ fn answer_json(
         object.insert("decision".to_owned(), Value::from(decision.as_str()));
     }
     answer
+}
+
+#[cfg(test)]
+mod tests {
+    use std::hash::BuildHasher;
+
+    use super::*;
+
+    fn request(headers: &str) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert(ORIGIN, HeaderValue::from_static("https://app.example.com"));
+        map.insert(
+            ACCESS_CONTROL_REQUEST_METHOD,
+            HeaderValue::from_static("PATCH"),
+        );
+        map.insert(
+            ACCESS_CONTROL_REQUEST_HEADERS,
+            HeaderValue::from_str(headers).expect("headers"),
+        );
+        map
+    }
+
+    fn upstream(origin: &'static str) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert(
+            "access-control-allow-origin",
+            HeaderValue::from_static(origin),
+        );
+        map.insert("vary", HeaderValue::from_static("Origin"));
+        map.insert("access-control-max-age", HeaderValue::from_static("300"));
+        map
+    }
+
+    fn probe<'a>(
+        host: &'a [u8],
+        preflight: &'a Preflight<'a>,
+        upstream: &'a HeaderMap,
+    ) -> Probe<'a> {
+        Probe {
+            comparison: Comparison::OnlyUpstreamAllows,
+            rule: Some(0),
+            outcome: Outcome::Denied(Reason::Method).index(),
+            host,
+            preflight,
+            upstream_status: 204,
+            upstream,
+        }
+    }
+
+    #[test]
+    fn a_probe_is_the_key_it_makes_and_hashes_alike_for_the_same_mismatch() {
+        let seed = std::collections::hash_map::RandomState::new();
+        let (lower, upper) = (request("x-a, x-b"), request("X-A,X-B"));
+        let (lower, upper) = (
+            parse_preflight(&lower).expect("preflight"),
+            parse_preflight(&upper).expect("preflight"),
+        );
+        let answer = upstream("https://app.example.com");
+        let first = probe(b"api.example.com", &lower, &answer);
+        let key = first.to_key();
+        assert_eq!(key.request_headers, ["x-a", "x-b"]);
+        assert_eq!(
+            key.upstream_fields,
+            [
+                (
+                    "access-control-allow-origin".to_owned(),
+                    "https://app.example.com".to_owned()
+                ),
+                ("access-control-max-age".to_owned(), "300".to_owned()),
+            ]
+        );
+        assert!(first.is(&key));
+        // Host and header names in another case: the same mismatch, in the same slot.
+        let again = probe(b"API.example.com", &upper, &answer);
+        assert!(again.is(&key));
+        assert_eq!(seed.hash_one(&first), seed.hash_one(&again));
+        // Another upstream answer, or another host: another mismatch.
+        let other_answer = upstream("*");
+        assert!(!probe(b"api.example.com", &lower, &other_answer).is(&key));
+        assert!(!probe(b"www.example.com", &lower, &answer).is(&key));
+        let fewer = request("x-a");
+        let fewer = parse_preflight(&fewer).expect("preflight");
+        assert!(!probe(b"api.example.com", &fewer, &answer).is(&key));
+    }
+
+    #[test]
+    fn values_are_kept_to_a_bound() {
+        let long = "a".repeat(5000);
+        assert_eq!(text(long.as_bytes()).len(), MAX_VALUE_BYTES);
+        let mut many = HeaderMap::new();
+        for i in 0..20 {
+            many.append(
+                "access-control-allow-headers",
+                HeaderValue::from_str(&format!("x-{i}")).expect("value"),
+            );
+        }
+        assert_eq!(cors_response_fields(&many).len(), MAX_ANSWER_LINES);
+    }
 }

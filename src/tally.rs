@@ -46,7 +46,7 @@ pub struct Ranked<'t, K, D> {
     pub details: &'t D,
 }
 
-impl<K: Hash + Eq, D> Tally<K, D> {
+impl<K, D> Tally<K, D> {
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         Tally {
@@ -67,9 +67,17 @@ impl<K: Hash + Eq, D> Tally<K, D> {
         self.slots.len()
     }
 
-    /// Counts `key`; `details` is called once, for a key not seen before that gets a slot.
-    pub fn record(&self, key: K, details: impl FnOnce(&K) -> D) -> Recorded {
-        let hash = self.seed.hash_one(&key) | 1;
+    /// Counts the key that `probe` stands for: `same` tells whether a stored key is it, and
+    /// `make` builds the key to store (with its details) the first time, when it gets a slot.
+    /// The probe is borrowed, so counting a key already held allocates nothing; every probe
+    /// of one key must hash alike.
+    pub fn record<Q: Hash + ?Sized>(
+        &self,
+        probe: &Q,
+        same: impl Fn(&K) -> bool,
+        make: impl FnOnce() -> (K, D),
+    ) -> Recorded {
+        let hash = self.seed.hash_one(probe) | 1;
         let capacity = self.slots.len();
         // Reduced in u64, then at most `capacity - 1`: the conversion cannot truncate.
         let start = (hash % capacity as u64) as usize;
@@ -84,7 +92,7 @@ impl<K: Hash + Eq, D> Tally<K, D> {
                 {
                     Ok(_) => {
                         let order = self.claims.fetch_add(1, Ordering::Relaxed);
-                        let details = details(&key);
+                        let (key, details) = make();
                         let _ = slot.entry.set((key, details, order));
                         slot.count.fetch_add(1, Ordering::Relaxed);
                         return Recorded::New;
@@ -96,11 +104,7 @@ impl<K: Hash + Eq, D> Tally<K, D> {
                 // Two different keys share a 64-bit hash only by a freak of chance; the key
                 // is compared once its slot is written (a record racing the claim counts on
                 // the hash alone).
-                if slot
-                    .entry
-                    .get()
-                    .is_some_and(|(stored, _, _)| *stored != key)
-                {
+                if slot.entry.get().is_some_and(|(stored, _, _)| !same(stored)) {
                     continue;
                 }
                 slot.count.fetch_add(1, Ordering::Relaxed);
@@ -158,10 +162,14 @@ mod tests {
         let tally: Tally<String, usize> = Tally::new(8);
         let mut calls = 0;
         for key in ["b", "a", "b", "c", "a", "b"] {
-            tally.record(key.to_owned(), |_| {
-                calls += 1;
-                calls
-            });
+            tally.record(
+                key,
+                |stored| stored == key,
+                || {
+                    calls += 1;
+                    (key.to_owned(), calls)
+                },
+            );
         }
         assert_eq!(calls, 3, "details are made once per distinct key");
         let ranked: Vec<(u64, &str, usize)> = tally
@@ -176,11 +184,12 @@ mod tests {
     #[test]
     fn a_full_table_counts_what_does_not_fit_and_keeps_counting_what_does() {
         let tally: Tally<u32, ()> = Tally::new(4);
-        let results: Vec<Recorded> = (0..10).map(|k| tally.record(k, |_| ())).collect();
+        let record = |k: u32| tally.record(&k, |stored| *stored == k, || (k, ()));
+        let results: Vec<Recorded> = (0..10).map(record).collect();
         assert_eq!(results[..4], [Recorded::New; 4]);
         assert_eq!(results[4..], [Recorded::Overflow; 6]);
-        assert_eq!(tally.record(2, |_| ()), Recorded::Again);
-        assert_eq!(tally.record(11, |_| ()), Recorded::Overflow);
+        assert_eq!(record(2), Recorded::Again);
+        assert_eq!(record(11), Recorded::Overflow);
         assert_eq!((tally.len(), tally.overflow(), tally.capacity()), (4, 7, 4));
         assert_eq!(tally.ranked()[0].count, 2);
         assert_eq!(*tally.ranked()[0].key, 2);
@@ -201,7 +210,7 @@ mod tests {
                         } else {
                             1_000_000 * (thread + 1) + i
                         };
-                        tally.record(key, |_| ());
+                        tally.record(&key, |stored| *stored == key, || (key, ()));
                     }
                 });
             }
