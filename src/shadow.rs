@@ -44,8 +44,7 @@ pub struct Shadow {
 }
 
 /// What makes two mismatches the same: everything but the path (paths carry ids, and the
-/// rule that would answer already stands for the scope).
-#[derive(Hash, PartialEq, Eq)]
+/// rule that would answer already stands for the scope). Compared with [`Probe::is`].
 struct Key {
     comparison: Comparison,
     rule: Option<usize>,
