@@ -209,13 +209,7 @@ async fn handle(
                 record(&log, peer, &method, &uri, &version, &headers, 0, "", &[]);
             }
             if path == "/slow" {
-                let ms = request
-                    .uri()
-                    .query()
-                    .and_then(|q| q.strip_prefix("ms="))
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .unwrap_or(1000);
-                tokio::time::sleep(Duration::from_millis(ms)).await;
+                tokio::time::sleep(slow(request.uri())).await;
             }
             return Ok(cors.preflight(request.headers().get("origin")));
         }
@@ -295,13 +289,7 @@ async fn handle(
             Response::new(BodyExt::boxed(Chunks { left: total, chunk }))
         }
         "/slow" => {
-            let ms = rebuilt
-                .uri()
-                .query()
-                .and_then(|q| q.strip_prefix("ms="))
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(1000);
-            tokio::time::sleep(Duration::from_millis(ms)).await;
+            tokio::time::sleep(slow(rebuilt.uri())).await;
             Response::new(full("slow done\n"))
         }
         "/cookies" => {
@@ -363,6 +351,16 @@ async fn handle(
         }
     };
     Ok(response)
+}
+
+/// `/slow?ms=N`: how long to wait before answering (1 s by default).
+fn slow(uri: &http::Uri) -> Duration {
+    let ms = uri
+        .query()
+        .and_then(|q| q.strip_prefix("ms="))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(1000);
+    Duration::from_millis(ms)
 }
 
 #[allow(clippy::too_many_arguments)]
