@@ -1,7 +1,7 @@
 //! A real upstream for the integration tests and load benchmarks (not part of preflightd).
 //!
-//! `test_upstream [ADDR] [--tls CERT.pem KEY.pem]` listens (default 127.0.0.1:0; with `--tls`
-//! it speaks HTTPS), prints `listening ADDR`, and serves:
+//! `test_upstream [ADDR] [--tls CERT.pem KEY.pem] [--cors [--cors-origin ORIGIN]...]` listens
+//! (default 127.0.0.1:0; with `--tls` it speaks HTTPS), prints `listening ADDR`, and serves:
 //! - `GET /__log`: JSON of every request seen so far (method, uri, version, raw header lines,
 //!   body length and sha256, trailers, the peer address); `/__log` itself is not recorded;
 //! - `/stream?bytes=N`: streams N bytes (64 KiB chunks);
@@ -15,6 +15,24 @@
 //! - `/page`: an HTML page for browser tests (not recorded);
 //! - anything else: 200 with the request described as JSON, and headers a CORS-aware
 //!   upstream would send (`Vary`, `Access-Control-Allow-Origin`).
+//!
+//! With `--cors` it is an application that answers CORS itself, the way a CORS middleware
+//! does (Express's `cors`: the lists are the same for every request, and only the origin
+//! decides whether the CORS headers are sent), so that shadow-mode tests can produce every
+//! comparison on purpose. Its policy, different from the tests' rules on purpose:
+//! - origins echoed with `Access-Control-Allow-Credentials: true`: `https://app.example.com`,
+//!   any `https://<label>.tenant.example`, and each `--cors-origin`; echoed without
+//!   credentials: `https://legacy.example.com`; answered `*`: `https://public.example`;
+//! - a preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) from one of
+//!   those gets 204 with the origin header, `Access-Control-Allow-Methods: GET, POST, PUT,
+//!   PATCH`, `Access-Control-Allow-Headers: content-type, x-legacy`,
+//!   `Access-Control-Max-Age: 300`, `Vary: Origin`, `X-Upstream: preflight`; from any other
+//!   origin, 204 with only `Vary` and `X-Upstream` (no CORS header: the browser refuses it);
+//!   a preflight to `/slow?ms=N` waits N ms first;
+//! - every preflight is counted (`GET /__preflights` answers the count) and recorded in
+//!   `/__log`, but those to paths under `/bulk/` (load tests), which are only counted;
+//! - an actual request from one of those origins gets the origin header (and credentials)
+//!   on its response, as the CORS protocol needs (CORS-CHECKLIST 5.1).
 
 #![allow(
     clippy::disallowed_types,
@@ -22,6 +40,7 @@
 )]
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,6 +57,92 @@ type Body = BoxBody<Bytes, Infallible>;
 
 type Log = Arc<Mutex<Vec<serde_json::Value>>>;
 
+/// `--cors`: the application's own CORS policy (see the module documentation).
+#[derive(Clone, Default)]
+struct Cors {
+    /// `--cors-origin`: more origins echoed with credentials.
+    extra_origins: Vec<String>,
+    /// Preflights answered.
+    preflights: Arc<AtomicU64>,
+}
+
+/// How the application allows an origin.
+enum Grant {
+    WithCredentials,
+    WithoutCredentials,
+    Star,
+}
+
+impl Cors {
+    fn grant(&self, origin: &str) -> Option<Grant> {
+        let tenant = origin
+            .strip_prefix("https://")
+            .and_then(|host| host.strip_suffix(".tenant.example"))
+            .is_some_and(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if origin == "https://app.example.com"
+            || tenant
+            || self.extra_origins.iter().any(|o| o == origin)
+        {
+            Some(Grant::WithCredentials)
+        } else if origin == "https://legacy.example.com" {
+            Some(Grant::WithoutCredentials)
+        } else if origin == "https://public.example" {
+            Some(Grant::Star)
+        } else {
+            None
+        }
+    }
+
+    /// The origin header (and credentials) for a request from `origin`, if it is allowed.
+    fn allow(&self, origin: Option<&HeaderValue>, headers: &mut http::HeaderMap) {
+        let Some(origin) = origin else { return };
+        let grant = origin.to_str().ok().and_then(|o| self.grant(o));
+        match grant {
+            Some(Grant::WithCredentials) => {
+                headers.insert("access-control-allow-origin", origin.clone());
+                headers.insert(
+                    "access-control-allow-credentials",
+                    HeaderValue::from_static("true"),
+                );
+            }
+            Some(Grant::WithoutCredentials) => {
+                headers.insert("access-control-allow-origin", origin.clone());
+            }
+            Some(Grant::Star) => {
+                headers.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+            }
+            None => {}
+        }
+    }
+
+    fn preflight(&self, origin: Option<&HeaderValue>) -> Response<Body> {
+        let mut response = Response::new(full(Bytes::new()));
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        let h = response.headers_mut();
+        let before = h.len();
+        self.allow(origin, h);
+        if h.len() > before {
+            h.insert(
+                "access-control-allow-methods",
+                HeaderValue::from_static("GET, POST, PUT, PATCH"),
+            );
+            h.insert(
+                "access-control-allow-headers",
+                HeaderValue::from_static("content-type, x-legacy"),
+            );
+            h.insert("access-control-max-age", HeaderValue::from_static("300"));
+        }
+        h.insert("vary", HeaderValue::from_static("Origin"));
+        h.insert("x-upstream", HeaderValue::from_static("preflight"));
+        response
+    }
+}
+
 fn full(text: impl Into<Bytes>) -> Body {
     Full::new(text.into()).boxed()
 }
@@ -48,6 +153,7 @@ fn hex(digest: &[u8]) -> String {
 
 async fn handle(
     log: Log,
+    cors: Option<Cors>,
     peer: std::net::SocketAddr,
     mut request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
@@ -86,6 +192,29 @@ async fn handle(
     let method = request.method().to_string();
     let uri = request.uri().to_string();
     let version = format!("{:?}", request.version());
+
+    if let Some(cors) = &cors {
+        if path == "/__preflights" {
+            let count = cors.preflights.load(Ordering::Relaxed);
+            return Ok(Response::new(full(count.to_string())));
+        }
+        let preflight = request.method() == http::Method::OPTIONS
+            && request.headers().contains_key("origin")
+            && request
+                .headers()
+                .contains_key("access-control-request-method");
+        if preflight {
+            cors.preflights.fetch_add(1, Ordering::Relaxed);
+            if !path.starts_with("/bulk/") {
+                record(&log, peer, &method, &uri, &version, &headers, 0, "", &[]);
+            }
+            if path == "/slow" {
+                tokio::time::sleep(slow(request.uri())).await;
+            }
+            return Ok(cors.preflight(request.headers().get("origin")));
+        }
+    }
+    let origin = request.headers().get("origin").cloned();
 
     if path == "/ws" {
         let key = request
@@ -160,13 +289,7 @@ async fn handle(
             Response::new(BodyExt::boxed(Chunks { left: total, chunk }))
         }
         "/slow" => {
-            let ms = rebuilt
-                .uri()
-                .query()
-                .and_then(|q| q.strip_prefix("ms="))
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(1000);
-            tokio::time::sleep(Duration::from_millis(ms)).await;
+            tokio::time::sleep(slow(rebuilt.uri())).await;
             Response::new(full("slow done\n"))
         }
         "/cookies" => {
@@ -215,6 +338,9 @@ async fn handle(
             h.insert("x-upstream", HeaderValue::from_static("yes"));
             h.append("set-cookie", HeaderValue::from_static("a=1"));
             h.append("set-cookie", HeaderValue::from_static("b=2"));
+            if let Some(cors) = &cors {
+                cors.allow(origin.as_ref(), h);
+            }
             if rebuilt.uri().query() == Some("cors=1") {
                 h.insert(
                     "access-control-allow-origin",
@@ -225,6 +351,16 @@ async fn handle(
         }
     };
     Ok(response)
+}
+
+/// `/slow?ms=N`: how long to wait before answering (1 s by default).
+fn slow(uri: &http::Uri) -> Duration {
+    let ms = uri
+        .query()
+        .and_then(|q| q.strip_prefix("ms="))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(1000);
+    Duration::from_millis(ms)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -349,6 +485,14 @@ async fn main() {
         .map(|a| a.to_string())
         .unwrap_or_default();
     println!("listening {local}");
+    let cors = args.iter().any(|a| a == "--cors").then(|| Cors {
+        extra_origins: args
+            .windows(2)
+            .filter(|w| w[0] == "--cors-origin")
+            .map(|w| w[1].clone())
+            .collect(),
+        ..Cors::default()
+    });
     let log: Log = Arc::default();
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
@@ -357,8 +501,10 @@ async fn main() {
         let _ = stream.set_nodelay(true);
         let log = Arc::clone(&log);
         let tls = tls.clone();
+        let cors = cors.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request| handle(Arc::clone(&log), peer, request));
+            let service =
+                service_fn(move |request| handle(Arc::clone(&log), cors.clone(), peer, request));
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             match tls {
                 Some(acceptor) => {

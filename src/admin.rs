@@ -6,7 +6,9 @@
 //! - `GET /readyz`: 200 once the rules are loaded and the data listener is bound, 503 before
 //!   and during shutdown;
 //! - `GET /rules`: the active policy as JSON (generation, sha256, loaded_at, files, settings,
-//!   rules).
+//!   rules);
+//! - `GET /shadow`: in shadow mode, the distinct mismatches between the upstream's answers and
+//!   the rules' since the last rules change, most frequent first (`shadow`).
 
 use std::sync::Arc;
 
@@ -165,10 +167,22 @@ fn respond(live: &Live, request: &Request<Incoming>) -> Response<Full<Bytes>> {
                 .clone();
             text(StatusCode::OK, &JSON, body)
         }
+        "/shadow" => {
+            // Read afresh each time: the counts move with every shadowed preflight.
+            let snapshot = live.load();
+            let mut report = crate::shadow::report(snapshot.shadow.as_deref());
+            if let Some(object) = report.as_object_mut() {
+                let provenance = &snapshot.provenance;
+                object.insert("generation".to_owned(), provenance.generation.into());
+                let since = humantime::format_rfc3339_seconds(provenance.loaded_at);
+                object.insert("since".to_owned(), since.to_string().into());
+            }
+            text(StatusCode::OK, &JSON, format!("{report:#}\n"))
+        }
         _ => text(
             StatusCode::NOT_FOUND,
             PLAIN,
-            "not found: try /metrics, /healthz, /readyz or /rules\n",
+            "not found: try /metrics, /healthz, /readyz, /rules or /shadow\n",
         ),
     }
 }
@@ -215,6 +229,7 @@ fn rules_json(active: &Snapshot) -> Value {
                 PreflightStatus::NoContent => 204,
                 PreflightStatus::Ok => 200,
             },
+            "mode": settings.mode.as_str(),
         },
         "rules": rules,
     })

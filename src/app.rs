@@ -259,6 +259,11 @@ async fn run(config: ServeConfig, context: Arc<Context>, tls: Option<Tls>) -> Ex
         upstream = config.upstream.as_ref().map_or("(none)", |u| u.url.as_str()),
         "serving"
     );
+    if context.upstream.is_none() && context.live.load().policy.shadows() {
+        tracing::warn!(
+            "mode = \"shadow\" without --upstream: there is nothing to compare with, so the rules answer preflights"
+        );
+    }
     // SIGTERM: Kubernetes sends it to start a graceful shutdown. Not ready from then on, so
     // the load balancer stops sending; requests in flight finish within the grace.
     let shutdown = async {

@@ -9,7 +9,9 @@
 //! metrics; arrows point inward, and no module uses a module that uses it
 //! (`scripts/module_cycles.py` checks this in CI):
 //!
-//! - `metrics`: the Prometheus families; `throttle`: rate-limited warnings;
+//! - `metrics`: the Prometheus families; `throttle`: rate-limited warnings; `tally`: a
+//!   fixed-size, lock-free count of distinct keys;
+//! - `shadow`: shadow mode's comparisons, counters and table of mismatches;
 //! - `conn`: one client connection from accept to close (caps, clocks, the watchdog);
 //! - `live`: the one owner of the live policy (snapshot, publish, readiness);
 //! - `reload`: the first load and every reload, and what triggers them;
@@ -39,5 +41,7 @@ pub mod proxy_protocol;
 pub mod reload;
 pub mod sd_notify;
 pub mod server;
+pub mod shadow;
+pub mod tally;
 pub mod throttle;
 pub mod tls;

@@ -14,6 +14,7 @@ use arc_swap::{ArcSwap, Guard};
 use crate::cors::WireAnswers;
 use crate::metrics::{Metrics, PreflightCounters};
 use crate::policy::Policy;
+use crate::shadow::Shadow;
 
 /// Where a policy came from: what `/rules`, the logs and `preflightd_rules_info` report.
 #[derive(Debug, Clone)]
@@ -33,6 +34,10 @@ pub struct Snapshot {
     /// Every answer of `policy` as HTTP/1.1 bytes, for the fast path.
     pub wire: WireAnswers,
     pub counters: PreflightCounters,
+    /// `mode = "shadow"`: the comparison counters and the table of mismatches, which start
+    /// over with each policy. Shared with the shadowed preflights in flight (they hold it
+    /// across the upstream's answer; the policy they let go of).
+    pub shadow: Option<Arc<Shadow>>,
     pub provenance: Provenance,
     /// The `/rules` document, rendered once per generation by the admin listener (a
     /// reference-counted buffer every response shares).
@@ -120,8 +125,13 @@ fn snapshot(candidate: Candidate, metrics: &Metrics, generations: &AtomicU64) ->
             .map_or(0.0, |d| d.as_secs_f64()),
     );
     let wire = WireAnswers::compile(&candidate.policy);
+    let shadow = candidate
+        .policy
+        .shadows()
+        .then(|| Arc::new(Shadow::new(&candidate.policy, metrics)));
     Arc::new(Snapshot {
         wire,
+        shadow,
         policy: candidate.policy,
         counters,
         provenance: Provenance {

@@ -11,6 +11,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::cors::shadow::{COMPARISON_LABELS, Comparison};
 use crate::cors::{Answer, RESULT_LABELS};
 use crate::policy::Policy;
 
@@ -90,6 +91,19 @@ pub enum ClientError {
     ProxyProtocol,
 }
 
+/// `kind` label values of `preflightd_shadow_upstream_failures_total`, in
+/// [`ShadowUpstreamFailure`] order.
+pub const SHADOW_UPSTREAM_FAILURE_KINDS: [&str; 2] = ["error", "timeout"];
+
+/// How the upstream failed a shadowed preflight (the client got the edge's 502 / 503 or 504).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShadowUpstreamFailure {
+    /// Unreachable, reset, broke the protocol, or no connection free (502, 503).
+    Error,
+    /// Silent past `--upstream-timeout` (504).
+    Timeout,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamError {
     Connect,
@@ -125,6 +139,10 @@ pub struct Metrics {
     pub last_reload_success_timestamp: Gauge,
     pub rules_loaded: IntGauge,
     rules_info: IntGaugeVec,
+    shadow_comparisons: IntCounterVec,
+    shadow_upstream_failures: [IntCounter; SHADOW_UPSTREAM_FAILURE_KINDS.len()],
+    /// Mismatches not kept in `/shadow` because its table was full.
+    pub shadow_overflow: IntCounter,
 }
 
 /// Latency buckets from 5 µs (a preflight answered from memory) to 30 s (a slow upstream).
@@ -242,6 +260,24 @@ impl Metrics {
             ),
             &["sha256"],
         )?;
+        let shadow_comparisons = IntCounterVec::new(
+            Opts::new(
+                "preflightd_shadow_comparisons_total",
+                "Shadow mode: preflights answered by the upstream, by the rule preflightd would have used and how its answer compares",
+            ),
+            &["rule", "result"],
+        )?;
+        let shadow_upstream_failures = IntCounterVec::new(
+            Opts::new(
+                "preflightd_shadow_upstream_failures_total",
+                "Shadow mode: preflights the upstream failed (502 / 503) or timed out on (504), not compared",
+            ),
+            &["kind"],
+        )?;
+        let shadow_overflow = IntCounter::new(
+            "preflightd_shadow_table_overflow_total",
+            "Shadow mode: mismatches not kept in /shadow because its table of distinct mismatches was full",
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("preflightd_build_info", "Build information"),
             &["version"],
@@ -269,6 +305,9 @@ impl Metrics {
             Box::new(last_reload_success_timestamp.clone()),
             Box::new(rules_loaded.clone()),
             Box::new(rules_info.clone()),
+            Box::new(shadow_comparisons.clone()),
+            Box::new(shadow_upstream_failures.clone()),
+            Box::new(shadow_overflow.clone()),
             Box::new(build_info),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
@@ -307,6 +346,10 @@ impl Metrics {
             last_reload_success_timestamp,
             rules_loaded,
             rules_info,
+            shadow_comparisons,
+            shadow_upstream_failures: SHADOW_UPSTREAM_FAILURE_KINDS
+                .map(|k| shadow_upstream_failures.with_label_values(&[k])),
+            shadow_overflow,
         })
     }
 
@@ -321,6 +364,10 @@ impl Metrics {
 
     pub fn count_client_error(&self, kind: ClientError) {
         self.client_errors[kind as usize].inc();
+    }
+
+    pub fn count_shadow_upstream_failure(&self, kind: ShadowUpstreamFailure) {
+        self.shadow_upstream_failures[kind as usize].inc();
     }
 
     pub fn count_tls_handshake(&self, result: TlsHandshake) {
@@ -346,25 +393,29 @@ impl Metrics {
     /// The per-rule preflight counters of a policy. Each child is resolved on its first use
     /// (then kept): a rule set of 10 000 rules does not export 70 000 series at zero.
     pub fn preflight_counters(&self, policy: &Policy) -> PreflightCounters {
-        let row = |rule: &str| Row {
-            rule: rule.to_owned(),
-            cells: Default::default(),
-        };
         PreflightCounters {
-            family: self.preflight_requests.clone(),
+            counters: RuleCounters::new(&self.preflight_requests, policy),
             private_network: self.private_network_preflights.clone(),
-            by_rule: policy.rule_names().map(row).collect(),
-            no_rule: row(NO_RULE_LABEL),
         }
     }
 
-    /// Removes every `preflightd_preflight_requests_total` series of `rule`: a rule no longer
+    /// The per-rule `preflightd_shadow_comparisons_total` counters of a policy in shadow
+    /// mode, resolved on first use as [`Metrics::preflight_counters`] are.
+    pub fn shadow_counters(&self, policy: &Policy) -> ShadowCounters {
+        ShadowCounters(RuleCounters::new(&self.shadow_comparisons, policy))
+    }
+
+    /// Removes every `preflightd_preflight_requests_total` (and
+    /// `preflightd_shadow_comparisons_total`) series of `rule`: a rule no longer
     /// loaded must not keep its series for the life of the process (generated rule names
     /// would grow the scrape without bound).
     pub fn forget_rule(&self, rule: &str) {
         for result in RESULT_LABELS {
             // Absent series (never counted) are no error worth reporting.
             let _ = self.preflight_requests.remove_label_values(&[rule, result]);
+        }
+        for result in COMPARISON_LABELS {
+            let _ = self.shadow_comparisons.remove_label_values(&[rule, result]);
         }
     }
 
@@ -392,34 +443,18 @@ impl Metrics {
 /// result. After a cell's first use, counting is an atomic load and an atomic add: no lock,
 /// no label hashing.
 pub struct PreflightCounters {
-    family: IntCounterVec,
+    counters: RuleCounters<{ RESULT_LABELS.len() }>,
     private_network: IntCounter,
-    by_rule: Vec<Row>,
-    no_rule: Row,
-}
-
-struct Row {
-    rule: String,
-    cells: [OnceLock<IntCounter>; RESULT_LABELS.len()],
 }
 
 impl PreflightCounters {
-    #[inline]
-    fn cell(&self, rule: Option<usize>, column: usize) -> &IntCounter {
-        let row = rule
-            .and_then(|i| self.by_rule.get(i))
-            .unwrap_or(&self.no_rule);
-        row.cells[column].get_or_init(|| {
-            self.family
-                .with_label_values(&[row.rule.as_str(), RESULT_LABELS[column]])
-        })
-    }
-
     /// Counts an answer the edge gave: its rule and result, and whether it carried the
     /// legacy Private Network Access header.
     #[inline]
     pub fn count(&self, answer: &Answer<'_>) {
-        self.cell(answer.rule, answer.outcome.index()).inc();
+        self.counters
+            .cell(answer.rule, answer.outcome.index(), &RESULT_LABELS)
+            .inc();
         if answer.private_network_asked() {
             self.private_network.inc();
         }
@@ -427,6 +462,68 @@ impl PreflightCounters {
 
     #[inline]
     pub fn count_forwarded(&self) {
-        self.cell(None, FORWARDED_COLUMN).inc();
+        self.counters
+            .cell(None, FORWARDED_COLUMN, &RESULT_LABELS)
+            .inc();
+    }
+}
+
+/// `preflightd_shadow_comparisons_total` handles for one policy in shadow mode, as
+/// [`PreflightCounters`] are.
+pub struct ShadowCounters(RuleCounters<{ COMPARISON_LABELS.len() }>);
+
+impl ShadowCounters {
+    #[inline]
+    pub fn count(&self, rule: Option<usize>, comparison: Comparison) {
+        self.0
+            .cell(rule, comparison.index(), &COMPARISON_LABELS)
+            .inc();
+    }
+
+    /// The `rule` label of `rule` (its name, or `(none)`), for logs and `/shadow`.
+    pub fn rule_label(&self, rule: Option<usize>) -> &str {
+        self.0.row(rule).rule.as_str()
+    }
+}
+
+/// One counter family's handles for one policy: a row per rule (and one for no rule), a
+/// column per value of the other label, each cell resolved on its first use.
+struct RuleCounters<const N: usize> {
+    family: IntCounterVec,
+    by_rule: Vec<Row<N>>,
+    no_rule: Row<N>,
+}
+
+struct Row<const N: usize> {
+    rule: String,
+    cells: [OnceLock<IntCounter>; N],
+}
+
+impl<const N: usize> RuleCounters<N> {
+    fn new(family: &IntCounterVec, policy: &Policy) -> Self {
+        let row = |rule: &str| Row {
+            rule: rule.to_owned(),
+            cells: std::array::from_fn(|_| OnceLock::new()),
+        };
+        RuleCounters {
+            family: family.clone(),
+            by_rule: policy.rule_names().map(row).collect(),
+            no_rule: row(NO_RULE_LABEL),
+        }
+    }
+
+    #[inline]
+    fn row(&self, rule: Option<usize>) -> &Row<N> {
+        rule.and_then(|i| self.by_rule.get(i))
+            .unwrap_or(&self.no_rule)
+    }
+
+    #[inline]
+    fn cell(&self, rule: Option<usize>, column: usize, labels: &[&str; N]) -> &IntCounter {
+        let row = self.row(rule);
+        row.cells[column].get_or_init(|| {
+            self.family
+                .with_label_values(&[row.rule.as_str(), labels[column]])
+        })
     }
 }

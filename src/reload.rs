@@ -245,6 +245,7 @@ pub fn first_load(config: &ReloadConfig, metrics: Arc<Metrics>) -> Option<Arc<Li
             let snapshot = live.load_full();
             tracing::info!(
                 rules = snapshot.policy.rules.len(),
+                mode = snapshot.policy.settings().mode.as_str(),
                 sha256 = %snapshot.provenance.sha256,
                 path = %config.rules.display(),
                 "rules loaded"
@@ -300,6 +301,7 @@ impl Reloader {
                     trigger = trigger.as_str(),
                     generation = active.provenance.generation,
                     rules = active.policy.rules.len(),
+                    mode = active.policy.settings().mode.as_str(),
                     sha256 = %active.provenance.sha256,
                     "rules reloaded"
                 );

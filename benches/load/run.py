@@ -36,6 +36,9 @@ Scenarios (--only takes any of these; default: all, in this order):
   proxy-1mib        proxied GET, 1 MiB body
   reload            100 reloads of 10 000 rules under a mixed load
   memory            RSS after 10 k and 1 M requests
+  shadow            allowed preflight, 100 origins, with mode = "shadow" (proxied to test_upstream --cors
+                    and compared, the answers agreeing and not), beside the same preflight forwarded
+                    uncompared, answered in enforce mode, and answered by the upstream alone
 """
 
 import argparse
@@ -114,6 +117,16 @@ def build():
     missing = {"preflightd", "floor_raw", "floor_hyper"} - BIN.keys()
     if missing:
         raise RuntimeError(f"cargo build reported no executable for {sorted(missing)}")
+
+
+def build_test_upstream():
+    """The shadow scenario's upstream (examples/test_upstream.rs), in release."""
+    out = sh("cargo", "build", "--release", "--locked", "--quiet", "--message-format=json-render-diagnostics",
+             "--example", "test_upstream", cwd=ROOT, stdout=subprocess.PIPE, text=True).stdout
+    for line in out.splitlines():
+        msg = json.loads(line)
+        if msg.get("reason") == "compiler-artifact" and msg.get("executable"):
+            BIN[msg["target"]["name"]] = msg["executable"]
 
 
 def free_port():
@@ -310,11 +323,13 @@ TLS_PORTS = set()
 BASELINE = "preflightd-before"
 
 
-def start_preflightd(workdir, n, upstream_port, extra=(), workers=1, cpu=SERVER_CPU, name="preflightd"):
-    rules = os.path.join(workdir, f"rules-{n}")
+def start_preflightd(workdir, n, upstream_port, extra=(), workers=1, cpu=SERVER_CPU, name="preflightd",
+                     variant=None, text=None):
+    """variant, text: rules of their own (in rules-N-VARIANT) instead of rules_toml(n)."""
+    rules = os.path.join(workdir, f"rules-{n}" + (f"-{variant}" if variant else ""))
     os.makedirs(rules, exist_ok=True)
     with open(os.path.join(rules, "rules.toml"), "w") as f:
-        f.write(rules_toml(n))
+        f.write(text if text is not None else rules_toml(n))
     port, admin = free_port(), free_port()
     server = Server(name, [BIN[name], "serve", "--rules", rules,
                                    "--upstream", f"http://127.0.0.1:{upstream_port}",
@@ -949,12 +964,79 @@ def scenario_memory(ctx):
         pre.stop()
 
 
+def scenario_shadow(ctx):
+    """What mode = "shadow" costs per preflight. The upstream is test_upstream --cors (an
+    application that answers preflights itself, allowing the benchmark origin with credentials
+    and max-age 300) on the client CPU. Targets, interleaved:
+      upstream-alone           the application answering wrk itself;
+      preflightd-forward       the preflight proxied and not compared (unmatched = "forward", out
+                               of every rule's scope): what proxying a preflight costs;
+      preflightd-shadow        shadow mode, the rules' answer agreeing with the application's
+                               (credentials, max-age 300): proxied, judged twice, counted;
+      preflightd-shadow-differ shadow mode, the rules' answer differing (no credentials, max-age
+                               7200): also a mismatch recorded in the table (and logged once a second);
+      preflightd-enforce       the same rules answering at the edge (mode = "enforce").
+    Every target but enforce must give the application's answer; enforce must answer 204. The
+    comparison's own cost is shadow minus forward; what shadow mode costs preflightd against
+    answering is shadow minus enforce."""
+    title = "Shadow mode: allowed preflight, 100 exact origins, proxied to an application that answers CORS itself"
+    if "test_upstream" not in BIN:
+        return skip_report(ctx, title, f"no test_upstream executable (build it: cargo build --release --example "
+                                       f"test_upstream, or put it in {ctx.bin_dir}/examples)")
+    n = 100
+    origin = allowed_origin(n, "exact")
+    headers = preflight_headers(origin)
+    app_port = free_port()
+    app = Server("upstream-alone", [BIN["test_upstream"], f"127.0.0.1:{app_port}", "--cors", "--cors-origin", origin],
+                 app_port, cpu=CLIENT_CPU)
+    base = rules_toml(n)
+    agreeing = base.replace("max_age = 7200", "max_age = 300\ncredentials = true")
+    out_of_scope = base.replace('name = "web"\n', 'name = "web"\nhosts = ["elsewhere.example.com"]\n')
+    variants = [
+        ("preflightd-forward", "forward", '[settings]\nunmatched = "forward"\n' + out_of_scope),
+        ("preflightd-shadow", "shadow", '[settings]\nmode = "shadow"\n' + agreeing),
+        ("preflightd-shadow-differ", "shadow-differ", '[settings]\nmode = "shadow"\n' + base),
+    ]
+    servers = [app]
+    try:
+        for name, variant, text in variants:
+            server = start_preflightd(ctx.workdir, n, app_port, variant=variant, text=text)
+            server.name = name
+            servers.append(server)
+        enforce = start_preflightd(ctx.workdir, n, app_port, variant="enforce", text=agreeing)
+        enforce.name = "preflightd-enforce"
+        servers.append(enforce)
+        measured, skipped = compare_answers(servers[:-1], "OPTIONS", "/v1/items", headers, 204)
+        edge, edge_skipped = compare_answers([enforce], "OPTIONS", "/v1/items", headers, 204)
+        rows = summarize(run_rounds(measured + edge, lua_request("OPTIONS", "/v1/items", headers), ctx.rounds,
+                                    ctx.duration))
+        lines = [table(title, rows, "preflightd-enforce", skipped + edge_skipped)]
+        costs = [("shadow, agreeing", "preflightd-shadow"), ("shadow, differing", "preflightd-shadow-differ")]
+        cost_lines = []
+        for label, name in costs:
+            for against, what in (("preflightd-forward", "comparing, over proxying alone"),
+                                  ("preflightd-enforce", "shadow mode, over answering at the edge")):
+                if name in rows and against in rows:
+                    cost_lines.append(f"| {label} | {what} | {rows[name]['cpu_us'] - rows[against]['cpu_us']:+.2f} | "
+                                      f"{rows[name]['user_us'] - rows[against]['user_us']:+.2f} |")
+        if cost_lines:
+            lines.append("preflightd's CPU per preflight in shadow mode, against proxying the same preflight "
+                         "uncompared and against answering it:\n\n| target | what the difference is | total CPU "
+                         "µs/req | user CPU µs/req |\n|---|---|---|---|\n" + "\n".join(cost_lines) + "\n")
+        ctx.report.append("\n".join(lines))
+        return rows
+    finally:
+        for t in servers:
+            t.stop()
+
+
 class Context:
     pass
 
 
 SCENARIOS = ["preflight-100", "preflight-10k", "denied-100", "denied-10k", "after-get", "after-get-denied",
-             "pipelined", "two-workers", "tls", "hostile-acrh", "proxy-small", "proxy-1mib", "reload", "memory"]
+             "pipelined", "two-workers", "tls", "hostile-acrh", "proxy-small", "proxy-1mib", "reload", "memory",
+             "shadow"]
 ALIASES = {"denied": "denied-10k"}
 
 
@@ -1016,6 +1098,8 @@ def main():
         ctx.bin_dir = os.path.dirname(BIN["preflightd"])
     if args.baseline_bin:
         BIN[BASELINE] = os.path.abspath(args.baseline_bin)
+    if args.bin_dir is None and "shadow" in chosen:
+        build_test_upstream()
     PERF["why"] = perf_probe()
     ctx.rounds, ctx.duration, ctx.report, ctx.floors = args.rounds, args.duration, [], {}
     ctx.workdir = tempfile.mkdtemp(prefix="preflightd-bench-")
@@ -1082,6 +1166,8 @@ def main():
             scenario_reload(ctx)
         if "memory" in chosen:
             scenario_memory(ctx)
+        if "shadow" in chosen:
+            scenario_shadow(ctx)
     finally:
         for upstream in (ctx.upstream, ctx.upstream_big):
             if upstream is not None:

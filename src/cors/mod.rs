@@ -8,6 +8,8 @@
 //! - `explain`: the same decision traced rule by rule;
 //! - `prescribe`: the smallest valid edit that allows a denied preflight, and near misses;
 //! - `fill`: CORS headers for proxied responses (`actual_responses = "fill"`);
+//! - `shadow`: an answer judged as a browser judges it, and the upstream's against the
+//!   rules' (`mode = "shadow"`);
 //! - `wire`: every answer of a policy pre-rendered as HTTP/1.1 bytes, for the fast path.
 
 mod answer;
@@ -17,6 +19,7 @@ mod explain;
 mod fill;
 mod prescribe;
 mod request;
+pub mod shadow;
 mod wire;
 
 pub use answer::{Answer, FORWARDED_LABEL, FieldValue, Outcome, RESULT_LABELS, Reason};
@@ -27,7 +30,7 @@ pub use fill::{Fill, fill_for};
 pub use prescribe::{Edit, NearMiss, Prescription, near_misses, prescribe};
 pub use request::{
     Fields, MAX_ORIGIN_BYTES, MAX_REQUEST_HEADER_NAMES, MAX_REQUEST_HEADERS_BYTES, Malformed,
-    Preflight, Request, is_preflight,
+    Preflight, Request, is_preflight, parse as parse_preflight,
 };
 pub use wire::{DATE_LEN, WireAnswers};
 // The Private Network Access header names, where the decision's users look for them.

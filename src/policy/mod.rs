@@ -19,8 +19,8 @@ pub mod vary;
 use std::sync::Arc;
 
 use crate::rules::{
-    ActualResponses, Diagnostic, HostScope, Location, Rule, Rules, Settings, Subject, TokenList,
-    Unmatched,
+    ActualResponses, Diagnostic, HostScope, Location, Mode, Rule, Rules, Settings, Subject,
+    TokenList, Unmatched,
 };
 pub use allow_list::AllowList;
 pub use allow_origin::AllowOrigin;
@@ -243,6 +243,11 @@ impl Policy {
 
     pub fn forwards_unmatched(&self) -> bool {
         self.source.settings.unmatched == Unmatched::Forward
+    }
+
+    /// `mode = "shadow"`: the upstream answers preflights, the rules are only compared.
+    pub fn shadows(&self) -> bool {
+        self.source.settings.mode == Mode::Shadow
     }
 
     pub fn fills_actual_responses(&self) -> bool {

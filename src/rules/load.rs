@@ -13,7 +13,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::diagnostic::{Diagnostic, LineIndex, Location, Subject};
 use super::model::{
-    ActualResponses, DEFAULT_MAX_AGE, DEFAULT_METHODS, HostScope, MAX_MAX_AGE, OriginEntry,
+    ActualResponses, DEFAULT_MAX_AGE, DEFAULT_METHODS, HostScope, MAX_MAX_AGE, Mode, OriginEntry,
     PreflightStatus, Rule, Rules, Settings, TokenList, Unmatched,
 };
 use super::origin::{OriginPattern, check_regex, parse_origin};
@@ -260,6 +260,7 @@ const SETTINGS_KEYS: &[&str] = &[
     "cdn_max_age",
     "actual_responses",
     "preflight_status",
+    "mode",
 ];
 const TOP_KEYS: &[&str] = &["settings", "rule"];
 /// A year: more than any CDN keeps an object, and enough to catch a typo in units.
@@ -503,6 +504,16 @@ impl<'a> FileWalker<'a> {
                         }
                     }
                 }
+                "mode" => match self.string(&subject, name, value) {
+                    Some("enforce") => settings.mode = Mode::Enforce,
+                    Some("shadow") => settings.mode = Mode::Shadow,
+                    Some(other) => self.error(
+                        &value.span(),
+                        &subject,
+                        format!("mode must be \"enforce\" or \"shadow\", found {other:?}"),
+                    ),
+                    None => {}
+                },
                 other => self.unknown_key(&key.span(), &subject, other, SETTINGS_KEYS),
             }
         }
@@ -839,5 +850,21 @@ mod tests {
         assert!(HostScope::Subdomains(".example.com".into()).covers(b"a.EXAMPLE.com"));
         assert!(!HostScope::Subdomains(".example.com".into()).covers(b"example.com"));
         assert!(!HostScope::Subdomains(".example.com".into()).covers(b"badexample.com"));
+    }
+
+    #[test]
+    fn mode_is_enforce_unless_shadow_is_written() {
+        let mode = |settings: &str| {
+            let text = format!("{settings}\n[[rule]]\nname = \"a\"\norigins = [\"*\"]\n");
+            let loaded = load_sources(&[Source {
+                name: "m.toml".into(),
+                text,
+            }]);
+            loaded.rules.map(|rules| rules.settings.mode)
+        };
+        assert_eq!(mode(""), Some(Mode::Enforce));
+        assert_eq!(mode("[settings]\nmode = \"enforce\""), Some(Mode::Enforce));
+        assert_eq!(mode("[settings]\nmode = \"shadow\""), Some(Mode::Shadow));
+        assert_eq!(mode("[settings]\nmode = \"Shadow\""), None);
     }
 }

@@ -10,8 +10,8 @@ mod validate;
 pub use diagnostic::{Diagnostic, Location, Severity, Subject};
 pub use load::{DEFAULT_MAX_RULES_BYTES, Loaded, Source, load_path, load_sources, read_sources};
 pub use model::{
-    ActualResponses, HostScope, OriginEntry, PreflightStatus, Rule, Rules, Settings, TokenList,
-    Unmatched,
+    ActualResponses, HostScope, Mode, OriginEntry, PreflightStatus, Rule, Rules, Settings,
+    TokenList, Unmatched,
 };
 pub use origin::{HostOrigin, HostSpec, OriginPattern, PortSpec, RegexFacts};
 pub use validate::check as validate_rules;

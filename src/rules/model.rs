@@ -23,6 +23,7 @@ pub struct Settings {
     /// The status of a preflight answer that grants: 204 (the default) or 200, for user agents
     /// and S3 clients that expect 200 (Fetch accepts any ok status, CORS-CHECKLIST 2.1).
     pub preflight_status: PreflightStatus,
+    pub mode: Mode,
 }
 
 impl Default for Settings {
@@ -33,6 +34,26 @@ impl Default for Settings {
             cdn_max_age: 0,
             actual_responses: ActualResponses::Untouched,
             preflight_status: PreflightStatus::NoContent,
+            mode: Mode::Enforce,
+        }
+    }
+}
+
+/// Who answers preflights (a setting, so switching is a rules reload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The edge answers from the rules.
+    Enforce,
+    /// The upstream answers every preflight, proxied like any other request; the edge only
+    /// compares what the rules would have answered (migrating an application's CORS).
+    Shadow,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Shadow => "shadow",
         }
     }
 }

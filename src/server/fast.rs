@@ -215,6 +215,10 @@ fn answer(
         headers: &head,
     };
     let active = context.live.load();
+    // Shadow mode: the upstream answers every preflight, through hyper's proxy (`handler`).
+    if context.shadowing(&active).is_some() {
+        return Step::HandOver;
+    }
     let Decision::Answer(answer) = cors::decide(&active.policy, &view) else {
         // Not a preflight, or forwarded (`unmatched = "forward"`): the proxy's.
         return Step::HandOver;

@@ -7,13 +7,15 @@ use std::time::Instant;
 
 use http::header::HOST;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
+use http_body_util::Either;
 use hyper::body::Incoming;
 
 use crate::conn::{InFlight, Tracked};
 use crate::cors::{self, Answer, Decision, Outcome};
-use crate::live::Live;
+use crate::live::{Live, Snapshot};
 use crate::metrics::{ClientError, Metrics};
 use crate::proxy::{Body, ClientConnection, Upstream, error_response, fixed};
+use crate::shadow::{self, Shadow};
 use crate::syntax::is_valid_authority;
 
 /// What every request is served with.
@@ -22,6 +24,16 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// `None` when no `--upstream` is set: preflights are still answered.
     pub upstream: Option<Upstream>,
+}
+
+impl Context {
+    /// The snapshot's shadow state when its preflights go to the upstream: `mode = "shadow"`
+    /// and an upstream to send them to (without one, the rules answer: there is nothing to
+    /// compare with). Decided per snapshot, on both paths.
+    #[inline]
+    pub(super) fn shadowing<'s>(&self, active: &'s Snapshot) -> Option<&'s Arc<Shadow>> {
+        active.shadow.as_ref().filter(|_| self.upstream.is_some())
+    }
 }
 
 pub async fn handle(
@@ -144,7 +156,7 @@ async fn respond(
     };
     // Decide on one snapshot, and let go of it before any await: a reload swaps the policy
     // without waiting for anyone.
-    let (answer, fill) = {
+    let (answer, fill, shadowed) = {
         let active = context.live.load();
         let view = cors::Request {
             method: request.method(),
@@ -153,19 +165,28 @@ async fn respond(
             headers: request.headers(),
         };
         match cors::decide(&active.policy, &view) {
-            Decision::Answer(answer) => {
-                active.counters.count(&answer);
-                let mut response = Response::new(fixed(answer.body()));
-                *response.status_mut() = answer.status();
-                answer.write_headers(request.headers(), response.headers_mut());
-                log_denial(&answer, request.uri().path());
-                (Some(response), None)
-            }
+            // Shadow mode: the rules' answer is only captured; the upstream answers.
+            Decision::Answer(answer) => match context.shadowing(&active) {
+                Some(shadow) => {
+                    let headers = request.headers();
+                    let uri = request.uri();
+                    let case = shadow::Case::new(shadow, &answer, headers, host.as_ref(), uri);
+                    (None, None, case)
+                }
+                None => {
+                    active.counters.count(&answer);
+                    let mut response = Response::new(fixed(answer.body()));
+                    *response.status_mut() = answer.status();
+                    answer.write_headers(request.headers(), response.headers_mut());
+                    log_denial(&answer, request.uri().path());
+                    (Some(response), None, None)
+                }
+            },
             Decision::Forward => {
                 active.counters.count_forwarded();
-                (None, None)
+                (None, None, None)
             }
-            Decision::NotPreflight => (None, cors::fill_for(&active.policy, &view)),
+            Decision::NotPreflight => (None, cors::fill_for(&active.policy, &view), None),
         }
     };
     if let Some(response) = answer {
@@ -189,6 +210,20 @@ async fn respond(
     *response.version_mut() = version;
     if let Some(fill) = fill {
         fill.apply(response.headers_mut());
+    }
+    if let Some(case) = shadowed {
+        // The upstream's own answer streams its body; the edge's 502 / 504 is a fixed one.
+        let from_upstream = matches!(response.body(), Either::Right(_));
+        // The live policy, for the suggested fix of a new mismatch (the table starts over
+        // with each rules change, so this is the policy the case was decided on but for a
+        // reload in between).
+        case.observe(
+            response.status(),
+            response.headers(),
+            from_upstream,
+            &context.metrics,
+            &context.live.load().policy,
+        );
     }
     response
 }

@@ -538,3 +538,199 @@ fn chromium_agrees_with_the_edge_over_https() {
     );
     assert!(edge.metric("preflightd_tls_handshakes_total{result=\"success\"}") >= 1.0);
 }
+
+/// Shadow mode's promise, with Chromium as the judge: behind preflightd in shadow mode, a
+/// page sees exactly what it sees with the application alone, whatever the rules would have
+/// said. Two instances of an application that answers CORS its own way (`test_upstream
+/// --cors`): one reached directly, one behind preflightd, whose rules differ from the
+/// application's on purpose (each way round).
+#[test]
+fn chromium_behind_shadow_mode_behaves_as_with_the_upstream_alone() {
+    let pages = Upstream::start();
+    let port = pages.address.port();
+    let page = format!("http://localhost:{port}");
+    let alone = Upstream::start_cors(&[&page]);
+    let behind = Upstream::start_cors(&[&page]);
+    let rules = format!(
+        r#"
+[settings]
+mode = "shadow"
+
+[[rule]]
+name = "app"
+origins = ["{page}"]
+methods = ["PUT", "DELETE"]
+headers = ["content-type", "x-api-key"]
+max_age = 0
+"#
+    );
+    let edge = Preflightd::start(&rules, Some(&behind.url()), &[]);
+    let home = format!("{page}/page");
+    let stranger = format!("http://127.0.0.1:{port}/page");
+    let bases = [
+        (
+            "alone",
+            format!("http://127.0.0.1:{}", alone.address.port()),
+        ),
+        ("shadow", format!("http://127.0.0.1:{}", edge.data.port())),
+    ];
+    let cases = |api: &str| {
+        let json = |mut s: Value| {
+            s["headers"] = json!({ "content-type": "application/json" });
+            s["body"] = json!("{\"a\":1}");
+            s
+        };
+        let mut credentialed = step(
+            "credentialed-legacy-header",
+            &home,
+            &format!("{api}/v1/me"),
+            "GET",
+            json!({ "x-legacy": "1" }),
+        );
+        credentialed["credentials"] = json!("include");
+        let mut cached = json(step(
+            "cached-put",
+            &home,
+            &format!("{api}/v1/cached"),
+            "PUT",
+            json!({}),
+        ));
+        cached["repeat"] = json!(3);
+        vec![
+            // Both allow.
+            json(step(
+                "put-json",
+                &home,
+                &format!("{api}/v1/items"),
+                "PUT",
+                json!({}),
+            )),
+            // The application allows, the rules would not.
+            step(
+                "patch",
+                &home,
+                &format!("{api}/v1/items/1"),
+                "PATCH",
+                json!({}),
+            ),
+            step(
+                "legacy-header",
+                &home,
+                &format!("{api}/v1/legacy"),
+                "GET",
+                json!({ "x-legacy": "1" }),
+            ),
+            credentialed,
+            // The rules would allow, the application does not.
+            step(
+                "delete",
+                &home,
+                &format!("{api}/v1/items/2"),
+                "DELETE",
+                json!({}),
+            ),
+            step(
+                "api-key-header",
+                &home,
+                &format!("{api}/v1/key"),
+                "GET",
+                json!({ "x-api-key": "k" }),
+            ),
+            // Neither.
+            json(step(
+                "stranger",
+                &stranger,
+                &format!("{api}/v1/items"),
+                "PUT",
+                json!({}),
+            )),
+            // The application's max-age (300), not the rules' (0): one preflight for three.
+            cached,
+        ]
+    };
+    let mut steps = Vec::new();
+    for (name, api) in &bases {
+        for mut case in cases(api) {
+            case["name"] = json!(format!("{}@{name}", case["name"].as_str().unwrap_or("")));
+            steps.push(case);
+        }
+    }
+    let results = run_browser(&steps);
+
+    let names: Vec<String> = cases("API")
+        .iter()
+        .map(|c| c["name"].as_str().unwrap_or("").to_owned())
+        .collect();
+    // What the page saw: each fetch's outcome (allowed, status or error) and the console,
+    // with the API's address written as API.
+    let seen = |name: &str, base: &(&str, String)| {
+        let result = results
+            .get(&format!("{name}@{}", base.0))
+            .unwrap_or_else(|| panic!("no result for {name}@{}", base.0));
+        let outcomes: Vec<Value> = result["outcomes"]
+            .as_array()
+            .expect("outcomes")
+            .iter()
+            .map(|o| json!([o["allowed"], o["status"], o["error"]]))
+            .collect();
+        let console = result["console"].to_string().replace(&base.1, "API");
+        (outcomes, console)
+    };
+    for name in &names {
+        assert_eq!(
+            seen(name, &bases[1]),
+            seen(name, &bases[0]),
+            "{name}: behind shadow mode (left) and alone (right) differ"
+        );
+    }
+    // Not vacuous: the application allowed some, refused others, and the rules disagreed.
+    let allowed = |name: &str| seen(name, &bases[0]).0.iter().all(|o| o[0] == true);
+    for name in [
+        "put-json",
+        "patch",
+        "legacy-header",
+        "credentialed-legacy-header",
+        "cached-put",
+    ] {
+        assert!(allowed(name), "{name}: {:?}", seen(name, &bases[0]));
+    }
+    for name in ["delete", "api-key-header", "stranger"] {
+        assert!(!allowed(name), "{name}: {:?}", seen(name, &bases[0]));
+    }
+    assert!(
+        edge.metric(
+            "preflightd_shadow_comparisons_total{result=\"only_upstream_allows\",rule=\"app\"}"
+        ) >= 3.0
+    );
+    assert!(
+        edge.metric(
+            "preflightd_shadow_comparisons_total{result=\"only_rules_allow\",rule=\"app\"}"
+        ) >= 2.0
+    );
+
+    // The application behind preflightd got exactly the requests, preflights included, that
+    // it got alone.
+    let requests = |upstream: &Upstream| -> Vec<(String, String)> {
+        upstream
+            .log()
+            .iter()
+            .map(|e| {
+                (
+                    e["method"].as_str().unwrap_or("").to_owned(),
+                    e["uri"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    };
+    let (direct, shadowed) = (requests(&alone), requests(&behind));
+    assert_eq!(shadowed, direct);
+    assert!(direct.iter().any(|(m, _)| m == "OPTIONS"), "{direct:?}");
+    assert_eq!(
+        direct
+            .iter()
+            .filter(|(m, u)| m == "OPTIONS" && u == "/v1/cached")
+            .count(),
+        1
+    );
+    assert_eq!(behind.preflights(), alone.preflights());
+}

@@ -19,6 +19,7 @@ mod prometheus_text;
 mod properties;
 mod proxy;
 mod reload;
+mod shadow;
 mod support;
 mod tls;
 mod upstream_failures;

@@ -124,6 +124,25 @@ impl Upstream {
         Self::start_with(&["127.0.0.1:0", "--tls", &cert, &key])
     }
 
+    /// An application that answers CORS itself (`test_upstream --cors`: its policy is in the
+    /// example's documentation), also allowing `origins` with credentials.
+    pub fn start_cors(origins: &[&str]) -> Upstream {
+        let mut args = vec!["127.0.0.1:0", "--cors"];
+        for origin in origins {
+            args.extend(["--cors-origin", origin]);
+        }
+        Self::start_with(&args)
+    }
+
+    /// Preflights a `--cors` upstream has answered (`/bulk/` ones included).
+    pub fn preflights(&self) -> u64 {
+        let response = send(
+            self.address,
+            "GET /__preflights HTTP/1.1\r\nHost: upstream\r\nConnection: close\r\n\r\n",
+        );
+        response.text().parse().expect("a preflight count")
+    }
+
     fn start_with(args: &[&str]) -> Upstream {
         let (process, address) = start_example("test_upstream", args);
         Upstream {
