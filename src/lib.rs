@@ -8,6 +8,7 @@
 //! (`scripts/module_cycles.py` checks this in CI):
 //!
 //! - `metrics`: the Prometheus families; `throttle`: rate-limited warnings;
+//! - `access_log`: one line per request, queued to a writer thread (its `line` is pure);
 //! - `conn`: one client connection from accept to close (caps, clocks, the watchdog);
 //! - `live`: the one owner of the live policy (snapshot, publish, readiness);
 //! - `reload`: the first load and every reload, and what triggers them;
@@ -25,6 +26,7 @@ pub mod rules;
 pub mod syntax;
 
 // Shell.
+pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod conn;
