@@ -28,6 +28,9 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// not the slot count, is what binds.
 const BYTES_PER_SLOT: usize = 128;
 
+/// Most slots, whatever the budget: they are allocated up front (32 bytes each).
+const MAX_SLOTS: usize = 1 << 20;
+
 /// Sleep between looks at the queue while lines come.
 const POLL: Duration = Duration::from_millis(1);
 
@@ -55,7 +58,7 @@ pub struct Queue {
 impl Queue {
     pub(super) fn new(budget: usize) -> Self {
         Queue {
-            lines: ArrayQueue::new((budget / BYTES_PER_SLOT).max(64)),
+            lines: ArrayQueue::new((budget / BYTES_PER_SLOT).clamp(64, MAX_SLOTS)),
             bytes: AtomicUsize::new(0),
             budget,
             asleep: AtomicBool::new(false),

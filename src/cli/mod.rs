@@ -234,13 +234,13 @@ pub struct ServeArgs {
     /// edge's own errors are always logged
     #[arg(long, env = "PREFLIGHTD_ACCESS_LOG_SAMPLE", default_value = "1", value_parser = fraction)]
     pub access_log_sample: f64,
-    /// Bytes of access log lines queued for the writer; past it, new lines are dropped (and
-    /// counted) rather than wait
+    /// Bytes of access log lines queued for the writer, 4096 to 1 GiB; past it, new lines are
+    /// dropped (and counted) rather than wait
     #[arg(
         long,
         env = "PREFLIGHTD_ACCESS_LOG_BUFFER",
         default_value_t = 8 << 20,
-        value_parser = clap::value_parser!(u64).range(4096..)
+        value_parser = clap::value_parser!(u64).range(4096..=1 << 30)
     )]
     pub access_log_buffer: u64,
     /// Quiet time after a change in the rules directory before reloading

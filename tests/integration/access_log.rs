@@ -1012,6 +1012,10 @@ fn bad_access_log_flags_are_refused_with_their_place() {
         (&["--access-log-sample", "1.5"][..], "--access-log-sample"),
         (&["--access-log-sample", "often"], "--access-log-sample"),
         (&["--access-log-buffer", "100"], "--access-log-buffer"),
+        (
+            &["--access-log-buffer", "1099511627776"],
+            "--access-log-buffer",
+        ),
         (&["--access-log", "yes"], "--access-log"),
     ] {
         let out = run(args);
