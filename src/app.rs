@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
+use crate::access_log::{AccessLog, AccessLogConfig};
 use crate::metrics::Metrics;
 use crate::proxy::{Upstream, UpstreamConfig};
 use crate::reload::{self, ReloadConfig};
@@ -41,6 +42,8 @@ pub struct ServeConfig {
     /// On SIGTERM/SIGINT, time for requests in flight to finish before exiting.
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
+    /// `--access-log*`.
+    pub access_log: AccessLogConfig,
 }
 
 /// Log lines the writer buffers before it drops (and counts) new ones rather than wait.
@@ -121,6 +124,12 @@ pub fn serve(config: ServeConfig) -> ExitCode {
         }
     };
     metrics.watch_log_drops(log_drops);
+    // Declared after the log guard, so dropped before it: its last lines are written while
+    // the error log still works.
+    let (access_log, _access_log_stopper) = match access_log(&config.access_log, &metrics) {
+        Ok(started) => started.unzip(),
+        Err(code) => return code,
+    };
     raise_fd_limit(&config);
     // DESIGN 6: the first load must succeed, or the process exits non-zero with the errors.
     let Some(live) = reload::first_load(&config.reload, Arc::clone(&metrics)) else {
@@ -158,11 +167,31 @@ pub fn serve(config: ServeConfig) -> ExitCode {
         live,
         metrics,
         upstream,
+        access_log: access_log.map(Arc::new),
     });
     let code = runtime.block_on(run(config, context, tls));
     runtime.shutdown_timeout(Duration::from_secs(1));
     tracing::info!(code = ?code, "stopped");
     code
+}
+
+/// Starts the access log's writer when `--access-log` is on; exits 1 when its file cannot be
+/// opened.
+fn access_log(
+    config: &AccessLogConfig,
+    metrics: &Metrics,
+) -> Result<Option<(AccessLog, crate::access_log::Stopper)>, ExitCode> {
+    if config.format.is_none() && config.path.is_some() {
+        tracing::warn!("--access-log-path is set but --access-log is off: no access log");
+    }
+    AccessLog::start(config, metrics.access_log_dropped.clone()).map_err(|e| {
+        let path = config
+            .path
+            .as_ref()
+            .map_or_else(|| "stdout".to_owned(), |p| p.display().to_string());
+        tracing::error!(path, error = %e, "cannot open the access log");
+        ExitCode::FAILURE
+    })
 }
 
 async fn bind(address: SocketAddr, flag: &str) -> Option<TcpListener> {
@@ -248,6 +277,7 @@ async fn run(config: ServeConfig, context: Arc<Context>, tls: Option<Tls>) -> Ex
         tls.as_ref().map(|tls| Arc::clone(&tls.certificates)),
         stop_rx,
     );
+    reopen_access_log_on_sighup(&config, &context);
     let terminate = signal(SignalKind::terminate()).ok();
     let interrupt = signal(SignalKind::interrupt()).ok();
     live.set_ready(true);
@@ -282,6 +312,27 @@ async fn run(config: ServeConfig, context: Arc<Context>, tls: Option<Tls>) -> Ex
     .await;
     let _ = stop_tx.send(true);
     ExitCode::SUCCESS
+}
+
+/// SIGHUP reopens `--access-log-path` (logrotate's `postrotate`: `kill -HUP`), beside the
+/// reload it triggers. Installed before the service is ready, as the reload's handler is.
+fn reopen_access_log_on_sighup(config: &ServeConfig, context: &Context) {
+    let Some(log) = context.access_log.clone() else {
+        return;
+    };
+    if config.access_log.path.is_none() {
+        return;
+    }
+    match signal(SignalKind::hangup()) {
+        Ok(mut hangup) => {
+            tokio::spawn(async move {
+                while hangup.recv().await.is_some() {
+                    log.reopen();
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP to reopen the access log"),
+    }
 }
 
 fn local(listener: &TcpListener) -> String {

@@ -12,6 +12,7 @@
 //! - `metrics`: the Prometheus families; `throttle`: rate-limited warnings; `tally`: a
 //!   fixed-size, lock-free count of distinct keys;
 //! - `shadow`: shadow mode's comparisons, counters and table of mismatches;
+//! - `access_log`: one line per request, queued to a writer thread (its `line` is pure);
 //! - `conn`: one client connection from accept to close (caps, clocks, the watchdog);
 //! - `live`: the one owner of the live policy (snapshot, publish, readiness);
 //! - `reload`: the first load and every reload, and what triggers them;
@@ -31,6 +32,7 @@ pub mod rules;
 pub mod syntax;
 
 // Shell.
+pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod conn;

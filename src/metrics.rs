@@ -129,6 +129,8 @@ pub struct Metrics {
     /// The non-blocking log writer's own count, read at each scrape.
     log_drops: OnceLock<tracing_appender::non_blocking::ErrorCounter>,
     log_drops_seen: std::sync::atomic::AtomicU64,
+    /// Access-log lines dropped: the writer's queue was full, or a write failed.
+    pub access_log_dropped: IntCounter,
     pub connections_open: IntGauge,
     reloads: IntCounterVec,
     tls_handshakes: [IntCounter; TLS_HANDSHAKE_RESULTS.len()],
@@ -211,6 +213,10 @@ impl Metrics {
         let private_network_preflights = IntCounter::new(
             "preflightd_private_network_preflights_total",
             "Preflights that carried Access-Control-Request-Private-Network (legacy Private Network Access; any value)",
+        )?;
+        let access_log_dropped = IntCounter::new(
+            "preflightd_access_log_dropped_total",
+            "Access log lines dropped because the writer's queue was full or a write failed (the access log never blocks a request)",
         )?;
         let connections_open = IntGauge::new(
             "preflightd_connections_open",
@@ -296,6 +302,7 @@ impl Metrics {
             Box::new(upstream_connections_open.clone()),
             Box::new(log_lines_dropped.clone()),
             Box::new(private_network_preflights.clone()),
+            Box::new(access_log_dropped.clone()),
             Box::new(connections_open.clone()),
             Box::new(reloads.clone()),
             Box::new(tls_handshakes.clone()),
@@ -333,6 +340,7 @@ impl Metrics {
             private_network_preflights,
             log_drops: OnceLock::new(),
             log_drops_seen: std::sync::atomic::AtomicU64::new(0),
+            access_log_dropped,
             registry,
             preflight_requests,
             preflight_duration,

@@ -34,6 +34,9 @@ Scenarios (--only takes any of these; default: all, in this order):
   hostile-acrh      4 KiB Access-Control-Request-Headers
   proxy-small       proxied GET, 13-byte body (and wrk straight to the upstream)
   proxy-1mib        proxied GET, 1 MiB body
+  access-log        the access log's cost: preflightd with --access-log json to a file beside
+                    preflightd without, on an allowed preflight (fast path and hyper's path)
+                    and a proxied GET /small
   reload            100 reloads of 10 000 rules under a mixed load
   memory            RSS after 10 k and 1 M requests
   shadow            allowed preflight, 100 origins, with mode = "shadow" (proxied to test_upstream --cors
@@ -324,14 +327,15 @@ BASELINE = "preflightd-before"
 
 
 def start_preflightd(workdir, n, upstream_port, extra=(), workers=1, cpu=SERVER_CPU, name="preflightd",
-                     variant=None, text=None):
-    """variant, text: rules of their own (in rules-N-VARIANT) instead of rules_toml(n)."""
+                     variant=None, text=None, label=None):
+    """variant, text: rules of their own (in rules-N-VARIANT) instead of rules_toml(n); name: the
+    executable (BIN's key); label: the target's name in the report (default: name)."""
     rules = os.path.join(workdir, f"rules-{n}" + (f"-{variant}" if variant else ""))
     os.makedirs(rules, exist_ok=True)
     with open(os.path.join(rules, "rules.toml"), "w") as f:
         f.write(text if text is not None else rules_toml(n))
     port, admin = free_port(), free_port()
-    server = Server(name, [BIN[name], "serve", "--rules", rules,
+    server = Server(label or name, [BIN[name], "serve", "--rules", rules,
                                    "--upstream", f"http://127.0.0.1:{upstream_port}",
                                    "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
                                    "--workers", str(workers), *extra], port, cpu=cpu,
@@ -840,6 +844,73 @@ def scenario_proxy(ctx, path, title, big=False):
             t.stop()
 
 
+ACCESS_LOGGED = "preflightd-access-log"
+
+
+def admin_metric(server, series):
+    """One sample of the server's /metrics (0 when absent)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.admin}/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(series + " "):
+                return float(line.split()[1])
+    return 0.0
+
+
+def scenario_access_log(ctx):
+    """What the access log costs per request: preflightd with `--access-log json` appending to a
+    file (preflightd-access-log) beside preflightd without it, interleaved, on the same loads. After
+    each load, the lines written plus the lines dropped must account for every request answered
+    (wrk's count, plus the checks'), and the file is emptied (it would grow by gigabytes)."""
+    log = os.path.join(ctx.workdir, "access.log")
+    plain = start_preflightd(ctx.workdir, 100, ctx.upstream_port)
+    logged = start_preflightd(ctx.workdir, 100, ctx.upstream_port, label=ACCESS_LOGGED,
+                              extra=("--access-log", "json", "--access-log-path", log))
+    servers = [plain, logged]
+    headers = preflight_headers(allowed_origin(100, "exact"))
+    get = ("GET", "/small", {"Host": "api.example.com"})
+    loads = [("Allowed preflight, 100 exact origins, fast path", "OPTIONS", "/v1/items", headers, 204, None,
+              lua_request("OPTIONS", "/v1/items", headers))]
+    if ctx.upstream is not None:
+        loads.append(("Allowed preflight after a proxied GET on each connection (hyper's path)", "OPTIONS",
+                      "/v1/items", headers, 204, get,
+                      AFTER_FIRST % (lua_format(*get), lua_format("OPTIONS", "/v1/items", headers), CONNECTIONS + 1)))
+        loads.append(("Proxied GET, 13-byte body", "GET", "/small", get[2], 200, None, lua_request(*get)))
+    else:
+        skip_report(ctx, "Access log: hyper's path and proxied GET", ctx.no_upstream)
+    try:
+        for title, method, path, request_headers, status, first, script in loads:
+            title = f"Access log: {title}"
+            measured, skipped = compare_answers(servers, method, path, request_headers, status, first=first)
+            if logged not in measured:
+                skip_report(ctx, title, f"{ACCESS_LOGGED} not measured: {skipped}")
+                continue
+            open(log, "w").close()
+            dropped_before = admin_metric(logged, "preflightd_access_log_dropped_total")
+            results = run_rounds(measured, script, ctx.rounds, ctx.duration)
+            answered = sum(r["requests"] for r in results[ACCESS_LOGGED])
+            time.sleep(1)  # the writer's last batch
+            with open(log, "rb") as f:
+                lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+            dropped = admin_metric(logged, "preflightd_access_log_dropped_total") - dropped_before
+            open(log, "w").close()
+            rows = summarize(results)
+            out = [table(title, rows, "preflightd", skipped)]
+            if "preflightd" in rows:
+                ours, theirs = rows[ACCESS_LOGGED], rows["preflightd"]
+                out.append(f"Cost of the access log: {figure(ours['cpu_us'] - theirs['cpu_us'], '+.2f')} µs CPU per "
+                           f"request (user {figure(ours['user_us'] - theirs['user_us'], '+.2f')}, system "
+                           f"{figure(ours['sys_us'] - theirs['sys_us'], '+.2f')}), "
+                           f"{ours['rps'] / theirs['rps']:.3f}x the requests/s. ")
+            # wrk counts the requests it completed; a few more may have been answered as a run
+            # ended, so lines + dropped may exceed it slightly, never fall short.
+            out.append(f"Lines written: {lines:,}, dropped: {dropped:,.0f}, for {answered:,} requests wrk "
+                       f"completed{'' if lines + dropped >= answered else ' (LINES MISSING)'}.\n")
+            ctx.report.append("\n".join(out))
+    finally:
+        for t in servers:
+            t.stop()
+
+
 MIXED = """
 local i = 0
 local preflight = nil
@@ -1035,8 +1106,8 @@ class Context:
 
 
 SCENARIOS = ["preflight-100", "preflight-10k", "denied-100", "denied-10k", "after-get", "after-get-denied",
-             "pipelined", "two-workers", "tls", "hostile-acrh", "proxy-small", "proxy-1mib", "reload", "memory",
-             "shadow"]
+             "pipelined", "two-workers", "tls", "hostile-acrh", "proxy-small", "proxy-1mib", "access-log", "reload",
+             "memory", "shadow"]
 ALIASES = {"denied": "denied-10k"}
 
 
@@ -1162,6 +1233,8 @@ def main():
             scenario_proxy(ctx, "/small", "Proxied GET, 13-byte body")
         if "proxy-1mib" in chosen:
             scenario_proxy(ctx, "/big", "Proxied GET, 1 MiB body", big=True)
+        if "access-log" in chosen:
+            scenario_access_log(ctx)
         if "reload" in chosen:
             scenario_reload(ctx)
         if "memory" in chosen:

@@ -166,6 +166,21 @@ pub enum LogFormatArg {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccessLogArg {
+    Off,
+    Text,
+    Json,
+}
+
+/// A fraction of requests, `0` to `1`.
+fn fraction(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err("expected a fraction from 0 to 1 (0.01 logs one request in a hundred)".into()),
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Rules file, or directory of *.toml files
@@ -293,6 +308,26 @@ pub struct ServeArgs {
         default_value = "text"
     )]
     pub log_format: LogFormatArg,
+    /// Access log: one line per request on stdout (or --access-log-path), as text or JSON
+    #[arg(long, env = "PREFLIGHTD_ACCESS_LOG", value_enum, default_value = "off")]
+    pub access_log: AccessLogArg,
+    /// Append the access log to this file instead of stdout (created if missing; reopened
+    /// on SIGHUP, for logrotate)
+    #[arg(long, env = "PREFLIGHTD_ACCESS_LOG_PATH")]
+    pub access_log_path: Option<PathBuf>,
+    /// Fraction of allowed preflights and upstream answers logged, 0 to 1; denials and the
+    /// edge's own errors are always logged
+    #[arg(long, env = "PREFLIGHTD_ACCESS_LOG_SAMPLE", default_value = "1", value_parser = fraction)]
+    pub access_log_sample: f64,
+    /// Bytes of access log lines queued for the writer, 4096 to 1 GiB; past it, new lines are
+    /// dropped (and counted) rather than wait
+    #[arg(
+        long,
+        env = "PREFLIGHTD_ACCESS_LOG_BUFFER",
+        default_value_t = 8 << 20,
+        value_parser = clap::value_parser!(u64).range(4096..=1 << 30)
+    )]
+    pub access_log_buffer: u64,
     /// Quiet time after a change in the rules directory before reloading
     #[arg(long, env = "PREFLIGHTD_RELOAD_DEBOUNCE", default_value = "250ms", value_parser = duration)]
     pub reload_debounce: Duration,
@@ -309,6 +344,7 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     pub fn into_config(self) -> preflightd::app::ServeConfig {
+        use preflightd::access_log::{AccessLogConfig, Format};
         use preflightd::app::{LogFormat, ServeConfig};
         use preflightd::proxy::UpstreamConfig;
         use preflightd::reload::ReloadConfig;
@@ -357,6 +393,16 @@ impl ServeArgs {
             log_format: match self.log_format {
                 LogFormatArg::Text => LogFormat::Text,
                 LogFormatArg::Json => LogFormat::Json,
+            },
+            access_log: AccessLogConfig {
+                format: match self.access_log {
+                    AccessLogArg::Off => None,
+                    AccessLogArg::Text => Some(Format::Text),
+                    AccessLogArg::Json => Some(Format::Json),
+                },
+                path: self.access_log_path,
+                sample: self.access_log_sample,
+                buffer: usize::try_from(self.access_log_buffer).unwrap_or(usize::MAX),
             },
         }
     }

@@ -93,6 +93,8 @@ pub struct ClientConnection {
     proto: &'static HeaderValue,
     /// Whether the client's own `X-Forwarded-For` / `-Proto` are kept (`--trusted-proxies`).
     keeps_forwarded: bool,
+    /// The client's address (the PROXY header's with `--proxy-protocol`), for the logs.
+    address: SocketAddr,
 }
 
 /// An upstream connection kept between requests, and since when it has been idle.
@@ -123,7 +125,13 @@ impl ClientConnection {
                 &headers::PROTO_HTTP
             },
             keeps_forwarded,
+            address: client,
         }
+    }
+
+    /// The client's address, as in `X-Forwarded-For` (with its port).
+    pub fn address(&self) -> SocketAddr {
+        self.address
     }
 }
 

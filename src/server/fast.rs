@@ -12,6 +12,7 @@
 
 use std::future::Future;
 use std::mem::MaybeUninit;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -23,9 +24,11 @@ use http::header::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::handler::{Context, log_denial};
+use crate::access_log::{self, AccessLog, Entry, Kind};
 use crate::conn::{Connection, FinishWatch};
-use crate::cors::{self, DATE_LEN, Decision, Fields};
+use crate::cors::{self, DATE_LEN, Decision, Fields, Outcome};
 use crate::fetch::ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK;
+use crate::metrics::NO_RULE_LABEL;
 use crate::syntax::{is_pchar, is_valid_authority, trim_ows};
 
 /// Header lines the fast path reads. A head with more goes to hyper (which has its own
@@ -54,14 +57,17 @@ pub(super) enum Ended {
 
 /// Serves `io` until the client closes (or the watchdog asks the connection to finish while
 /// nothing is in flight), or until a request the fast path does not answer arrives.
-/// `max_buf`: the head size past which hyper answers 431 (its read buffer limit).
+/// `max_buf`: the head size past which hyper answers 431 (its read buffer limit). `client`:
+/// the address the access log names.
 pub(super) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
     io: &mut T,
     connection: &Arc<Connection>,
     context: &Context,
+    client: SocketAddr,
     max_buf: usize,
     max_lines: usize,
 ) -> std::io::Result<Ended> {
+    let log = context.access_log.as_deref();
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::new();
     let slots = max_lines.clamp(1, MAX_LINES);
@@ -73,10 +79,17 @@ pub(super) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
             let date = date();
             let mut in_flight = None;
             loop {
-                let started = timed().then(Instant::now);
-                match answer(&buf, slots, max_buf, context, &date, &mut out) {
+                let timing = timed();
+                // With the access log off, one more predictable branch.
+                let started = (timing || log.is_some()).then(Instant::now);
+                let logging = log.zip(started).map(|(log, started)| Logging {
+                    log,
+                    client,
+                    started,
+                });
+                match answer(&buf, slots, max_buf, context, &date, &mut out, logging) {
                     Step::Answered(len) => {
-                        if let Some(started) = started {
+                        if let Some(started) = started.filter(|_| timing) {
                             context
                                 .metrics
                                 .preflight_duration
@@ -157,6 +170,14 @@ enum Step {
     HandOver,
 }
 
+/// The access log, as one fast-path answer writes to it.
+struct Logging<'l> {
+    log: &'l AccessLog,
+    client: SocketAddr,
+    /// When the answer's head began to be parsed.
+    started: Instant,
+}
+
 /// Parses the head at the start of `buf` and answers it if it is a bodiless preflight the
 /// fast path fully understands.
 #[inline]
@@ -167,6 +188,7 @@ fn answer(
     context: &Context,
     date: &[u8; DATE_LEN],
     out: &mut Vec<u8>,
+    logging: Option<Logging<'_>>,
 ) -> Step {
     // Left uninitialised: httparse writes the lines it parses and hands back only those, so
     // a request pays for its own lines, not for 128 (as hyper does).
@@ -227,7 +249,28 @@ fn answer(
         return Step::HandOver;
     }
     active.counters.count(&answer);
-    log_denial(&answer, path);
+    log_denial(&answer, &view);
+    if let Some(logging) = logging
+        && (answer.outcome != Outcome::Allowed || logging.log.sampled())
+    {
+        logging.log.write(&Entry {
+            time: access_log::now(),
+            client: logging.client,
+            protocol: Some("HTTP/1.1"),
+            method: Some(b"OPTIONS"),
+            host: Some(host),
+            path: Some(path.as_bytes()),
+            status: answer.status().as_u16(),
+            bytes: answer.body().len() as u64,
+            duration: Some(logging.started.elapsed()),
+            kind: Kind::Preflight,
+            rule: Some(answer.rule().map_or(NO_RULE_LABEL, |r| r.name.as_str())),
+            result: Some(answer.outcome.as_str()),
+            request: Some(&head),
+            upstream_status: None,
+            upstream_duration: None,
+        });
+    }
     Step::Answered(len)
 }
 

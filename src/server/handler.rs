@@ -5,13 +5,15 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::HOST;
+use http::header::{ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, HOST, ORIGIN};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
+use super::access::{Forwarded, Logged, Pending, Started};
+use crate::access_log::{AccessLog, Escaped, EscapedLines};
 use crate::conn::{InFlight, Tracked};
-use crate::cors::{self, Answer, Decision, Outcome};
+use crate::cors::{self, Answer, Decision, Fields, Outcome};
 use crate::live::{Live, Snapshot};
 use crate::metrics::{ClientError, Metrics};
 use crate::proxy::{Body, ClientConnection, Upstream, error_response, fixed};
@@ -24,6 +26,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// `None` when no `--upstream` is set: preflights are still answered.
     pub upstream: Option<Upstream>,
+    /// `--access-log`; `None` when off.
+    pub access_log: Option<Arc<AccessLog>>,
 }
 
 impl Context {
@@ -41,9 +45,13 @@ pub async fn handle(
     client: Arc<ClientConnection>,
     request: Request<Incoming>,
     in_flight: InFlight,
-) -> Result<Response<Tracked<Body>>, Infallible> {
-    let response = respond(&context, &client, request).await;
-    Ok(response.map(|body| Tracked::new(body, in_flight)))
+) -> Result<Response<Tracked<Logged<Body>>>, Infallible> {
+    let log = context
+        .access_log
+        .as_ref()
+        .map(|log| Started::new(log, client.address()));
+    let (response, pending) = respond(&context, &client, request, log.as_ref()).await;
+    Ok(response.map(|body| Tracked::new(Logged::new(body, pending), in_flight)))
 }
 
 /// Why a request has no usable host (400).
@@ -106,14 +114,19 @@ fn effective_host(request: &Request<Incoming>) -> Result<Option<HeaderValue>, Ba
     }
 }
 
-/// The debug line of a denied preflight, on either path.
+/// The debug line of a denied preflight, on either path: who asked for what (the request's
+/// values escaped as in the text access log, so none can forge a line).
 #[inline]
-pub(super) fn log_denial(answer: &Answer<'_>, path: &str) {
+pub(super) fn log_denial<H: Fields + ?Sized>(answer: &Answer<'_>, view: &cors::Request<'_, H>) {
     if let Outcome::Denied(reason) = answer.outcome {
         tracing::debug!(
             reason = reason.as_str(),
             rule = answer.rule().map_or("", |r| r.name.as_str()),
-            path,
+            host = %Escaped(view.host.unwrap_or_default()),
+            path = %Escaped(view.path),
+            origin = %EscapedLines(view.headers, &ORIGIN),
+            request_method = %EscapedLines(view.headers, &ACCESS_CONTROL_REQUEST_METHOD),
+            request_headers = %EscapedLines(view.headers, &ACCESS_CONTROL_REQUEST_HEADERS),
             "preflight denied"
         );
     }
@@ -123,7 +136,8 @@ async fn respond(
     context: &Context,
     client: &ClientConnection,
     request: Request<Incoming>,
-) -> Response<Body> {
+    log: Option<&Started<'_>>,
+) -> (Response<Body>, Option<Box<Pending>>) {
     let started = Instant::now();
     // DESIGN 10: CONNECT is refused at the edge, never forwarded: preflightd is a reverse
     // proxy, and a tunnel to any host:port is nothing its upstream asked for (RFC 9110 9.3.6).
@@ -131,15 +145,16 @@ async fn respond(
         context
             .metrics
             .count_client_error(ClientError::ConnectMethod);
-        let mut response = error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "CONNECT is not supported: this is not a forward proxy\n",
-        );
+        const TEXT: &str = "CONNECT is not supported: this is not a forward proxy\n";
+        let mut response = error_response(StatusCode::METHOD_NOT_ALLOWED, TEXT);
         context.metrics.count_proxy_status(response.status());
         response
             .headers_mut()
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-        return response;
+        if let Some(log) = log {
+            log.refused(&request, response.status(), TEXT, "connect_method");
+        }
+        return (response, None);
     }
     let host = match effective_host(&request) {
         Ok(host) => host,
@@ -151,9 +166,13 @@ async fn respond(
             response
                 .headers_mut()
                 .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-            return response;
+            if let Some(log) = log {
+                log.refused(&request, response.status(), bad.body(), "bad_host");
+            }
+            return (response, None);
         }
     };
+    let mut forwarded_preflight = None;
     // Decide on one snapshot, and let go of it before any await: a reload swaps the policy
     // without waiting for anyone.
     let (answer, fill, shadowed) = {
@@ -165,12 +184,17 @@ async fn respond(
             headers: request.headers(),
         };
         match cors::decide(&active.policy, &view) {
-            // Shadow mode: the rules' answer is only captured; the upstream answers.
+            // Shadow mode: the rules' answer is only captured; the upstream answers (and the
+            // access log has it as a forwarded preflight, with its CORS fields).
             Decision::Answer(answer) => match context.shadowing(&active) {
                 Some(shadow) => {
                     let headers = request.headers();
                     let uri = request.uri();
                     let case = shadow::Case::new(shadow, &answer, headers, host.as_ref(), uri);
+                    if log.is_some() {
+                        let rule = answer.rule().map(|r| r.name.clone());
+                        forwarded_preflight = Some(Forwarded::Shadow { rule });
+                    }
                     (None, None, case)
                 }
                 None => {
@@ -178,12 +202,16 @@ async fn respond(
                     let mut response = Response::new(fixed(answer.body()));
                     *response.status_mut() = answer.status();
                     answer.write_headers(request.headers(), response.headers_mut());
-                    log_denial(&answer, request.uri().path());
+                    log_denial(&answer, &view);
+                    if let Some(log) = log {
+                        log.preflight(request.version(), &view, &answer);
+                    }
                     (Some(response), None, None)
                 }
             },
             Decision::Forward => {
                 active.counters.count_forwarded();
+                forwarded_preflight = Some(Forwarded::Unmatched);
                 (None, None, None)
             }
             Decision::NotPreflight => (None, cors::fill_for(&active.policy, &view), None),
@@ -194,17 +222,32 @@ async fn respond(
             .metrics
             .preflight_duration
             .observe(started.elapsed().as_secs_f64());
-        return response;
+        return (response, None);
     }
+    let mut pending = log.map(|log| log.pending(&request, host.as_ref(), forwarded_preflight));
     let Some(upstream) = &context.upstream else {
         let response = error_response(StatusCode::BAD_GATEWAY, "no upstream configured\n");
         context.metrics.count_proxy_status(response.status());
-        return response;
+        if let Some(pending) = &mut pending {
+            pending.answered(response.status(), None, None);
+        }
+        return (response, pending);
     };
     let version = request.version();
+    let upstream_started = Instant::now();
     let mut response = upstream
         .forward(request, host, &context.metrics, client)
         .await;
+    if let Some(pending) = &mut pending {
+        // A body of the edge's own (`fixed`) is an answer the upstream never gave.
+        let upstream_status =
+            matches!(response.body(), Either::Right(_)).then_some(response.status());
+        pending.answered(
+            response.status(),
+            upstream_status,
+            Some(upstream_started.elapsed()),
+        );
+    }
     // The client's protocol, not the upstream's (an HTTP/1.0 upstream must not downgrade an
     // HTTP/1.1 client's status line).
     *response.version_mut() = version;
@@ -225,5 +268,5 @@ async fn respond(
             &context.live.load().policy,
         );
     }
-    response
+    (response, pending)
 }

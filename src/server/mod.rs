@@ -5,6 +5,7 @@
 //! request handler (`handler`). Everything it serves with comes in through [`Context`]; the composition
 //! root (`app`) builds it and decides when to stop.
 
+mod access;
 mod fast;
 mod handler;
 mod rewind;
@@ -239,6 +240,7 @@ async fn serve_io<S>(
         &mut io,
         &connection,
         &context,
+        client,
         shared.max_buf,
         shared.max_headers,
     )
@@ -257,6 +259,8 @@ async fn serve_io<S>(
         keeps_forwarded_fields(shared.trusted_proxies.as_deref(), client.ip()),
     ));
     let service_connection = Arc::clone(&connection);
+    let access_log = context.access_log.clone();
+    let address = client.address();
     let service = service_fn(move |request| {
         let in_flight = service_connection.request_started();
         handler::handle(
@@ -268,7 +272,10 @@ async fn serve_io<S>(
     });
     let io = TokioIo::new(Rewind::new(io, rest));
     let served = shared.builder.serve_connection_with_upgrades(io, service);
-    let _ = conn::finishing(served, |served| served.graceful_shutdown(), &connection).await;
+    let served = conn::finishing(served, |served| served.graceful_shutdown(), &connection).await;
+    if let (Err(error), Some(log)) = (served, access_log) {
+        access::refused_by_hyper(&log, address, error.as_ref());
+    }
 }
 
 /// Hyper's HTTP/1 read buffer limit for `config` (it takes nothing below 8 KiB).

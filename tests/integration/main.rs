@@ -1,5 +1,6 @@
 //! Integration tests, compiled as one binary (one `mod` per area).
 
+mod access_log;
 mod browser;
 mod bucket_rules;
 mod cases;

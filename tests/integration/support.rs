@@ -76,13 +76,16 @@ impl Process {
     }
 }
 
-fn spawn(mut command: Command, read_stdout: bool) -> Process {
+/// Starts `command` with its output lines (stdout or stderr) read into the `Process`;
+/// `last` has the last word on the command (it may set the other stream).
+fn spawn(mut command: Command, read_stdout: bool, last: impl FnOnce(&mut Command)) -> Process {
     command.stdin(Stdio::null());
     if read_stdout {
         command.stdout(Stdio::piped()).stderr(Stdio::null());
     } else {
         command.stdout(Stdio::null()).stderr(Stdio::piped());
     }
+    last(&mut command);
     let mut child = command.spawn().expect("spawn");
     let (tx, rx) = channel();
     let stream: Box<dyn Read + Send> = if read_stdout {
@@ -194,7 +197,7 @@ fn start_example(name: &str, args: &[&str]) -> (Process, SocketAddr) {
     );
     let mut command = Command::new(binary);
     command.args(args);
-    let process = spawn(command, true);
+    let process = spawn(command, true, |_| {});
     let line = process.wait_for_line("listening ");
     let address = line["listening ".len()..]
         .parse()
@@ -373,7 +376,8 @@ impl Preflightd {
         Self::start_with_command(setup, upstream, extra, |_| {})
     }
 
-    /// As [`Preflightd::start_with_setup`], with a last word on the command (limits, env).
+    /// As [`Preflightd::start_with_setup`], with a last word on the command (limits, env,
+    /// a piped stdout).
     pub fn start_with_command(
         setup: impl FnOnce(&std::path::Path),
         upstream: Option<&str>,
@@ -404,8 +408,7 @@ impl Preflightd {
         if let Some(upstream) = upstream {
             command.args(["--upstream", upstream]);
         }
-        tweak(&mut command);
-        let process = spawn(command, false);
+        let process = spawn(command, false, tweak);
         let line = process.wait_for_line("\"serving\"");
         let log: serde_json::Value = serde_json::from_str(&line).expect("json log line");
         let address = |key: &str| {
