@@ -1156,3 +1156,40 @@ fn the_client_is_the_proxy_protocol_address() {
         ],
     );
 }
+
+/// In shadow mode the upstream answers every preflight: the line is the proxied request's,
+/// with the preflight's CORS fields, `result` `shadow` and the rule the rules would have
+/// used, next to the upstream's status.
+#[test]
+fn shadowed_preflights_are_logged_with_the_rule_the_rules_would_use() {
+    let upstream = Upstream::start_cors(&[ALLOWED]);
+    let rules = format!("[settings]\nmode = \"shadow\"\n{RULES}");
+    let logging = start_with(&rules, "json", Some(&upstream.url()), &[]);
+    let response = send(
+        logging.edge.data,
+        &preflight(
+            "/shadowed",
+            "api.example.com",
+            ALLOWED,
+            "PUT",
+            "content-type",
+        ),
+    );
+    assert_eq!(response.status, 204, "the application's own answer");
+    let lines = json_lines(&logging.path, 1);
+    let line = by_path(&lines, "/shadowed");
+    assert_fields(
+        line,
+        &[
+            ("method", Value::from("OPTIONS")),
+            ("status", Value::from(204)),
+            ("rule", Value::from("web")),
+            ("result", Value::from("shadow")),
+            ("origin", Value::from(ALLOWED)),
+            ("request_method", Value::from("PUT")),
+            ("request_headers", Value::from("content-type")),
+            ("upstream_status", Value::from(204)),
+        ],
+    );
+    assert!(line["upstream_duration"].is_number(), "{line}");
+}
