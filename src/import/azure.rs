@@ -5,7 +5,8 @@
 //! `<MaxAgeInSeconds>`.
 
 use super::source::{
-    Item, Problem, SourceRule, parse_xml, xml_elements, xml_integer, xml_place, xml_text,
+    Item, Place, Problem, SourceRule, parse_xml, xml_elements, xml_integer, xml_place, xml_rules,
+    xml_text,
 };
 
 pub fn parse(text: &str) -> Result<Vec<SourceRule>, Vec<Problem>> {
@@ -25,67 +26,39 @@ pub fn parse(text: &str) -> Result<Vec<SourceRule>, Vec<Problem>> {
             ),
         )]);
     };
-    let mut problems = Vec::new();
-    let mut out = Vec::new();
-    for node in xml_elements(cors) {
-        if node.tag_name().name() != "CorsRule" {
-            problems.push(Problem::new(
-                xml_place(&document, node),
-                format!(
-                    "unexpected <{}> in <Cors>: expected <CorsRule>",
-                    node.tag_name().name()
-                ),
-            ));
-            continue;
-        }
-        let mut rule = SourceRule {
-            index: out.len() + 1,
-            place: Some(xml_place(&document, node)),
-            ..SourceRule::default()
-        };
-        for field in xml_elements(node) {
-            let place = xml_place(&document, field);
-            let list = |text: String| -> Vec<Item> {
-                text.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| Item {
-                        value: s.to_owned(),
-                        place: place.clone(),
-                    })
-                    .collect()
-            };
-            let result = (|| -> Result<(), Problem> {
-                match field.tag_name().name() {
-                    "AllowedOrigins" => rule.origins.extend(list(xml_text(&document, field)?)),
-                    "AllowedMethods" => rule.methods.extend(list(xml_text(&document, field)?)),
-                    "AllowedHeaders" => rule.headers.extend(list(xml_text(&document, field)?)),
-                    "ExposedHeaders" => rule.expose.extend(list(xml_text(&document, field)?)),
-                    "MaxAgeInSeconds" => rule.max_age = Some(xml_integer(&document, field)?),
-                    other => {
-                        return Err(Problem::new(
-                            place.clone(),
-                            format!(
-                                "unknown element <{other}> in <CorsRule>; expected \
-                                 AllowedOrigins, AllowedMethods, AllowedHeaders, ExposedHeaders \
-                                 or MaxAgeInSeconds"
-                            ),
-                        ));
-                    }
-                }
-                Ok(())
-            })();
-            if let Err(p) = result {
-                problems.push(p);
+    xml_rules(&document, cors, "CorsRule", |rule, field, place| {
+        let list = |text: String| list(&text, &place);
+        match field.tag_name().name() {
+            "AllowedOrigins" => rule.origins.extend(list(xml_text(&document, field)?)),
+            "AllowedMethods" => rule.methods.extend(list(xml_text(&document, field)?)),
+            "AllowedHeaders" => rule.headers.extend(list(xml_text(&document, field)?)),
+            "ExposedHeaders" => rule.expose.extend(list(xml_text(&document, field)?)),
+            "MaxAgeInSeconds" => rule.max_age = Some(xml_integer(&document, field)?),
+            other => {
+                return Err(Problem::new(
+                    place.clone(),
+                    format!(
+                        "unknown element <{other}> in <CorsRule>; expected AllowedOrigins, \
+                         AllowedMethods, AllowedHeaders, ExposedHeaders or MaxAgeInSeconds"
+                    ),
+                ));
             }
         }
-        out.push(rule);
-    }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(problems)
-    }
+        Ok(())
+    })
+}
+
+/// Azure's comma-separated list, each value at its element's place (the element is all the
+/// place Azure's XML gives).
+fn list(text: &str, place: &Place) -> Vec<Item> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| Item {
+            value: s.to_owned(),
+            place: place.clone(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

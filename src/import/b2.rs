@@ -3,9 +3,7 @@
 //! `b2_list_buckets` / `b2 bucket get` print it. Each rule: `corsRuleName`, `allowedOrigins`,
 //! `allowedOperations`, `allowedHeaders`, `exposeHeaders`, `maxAgeSeconds`.
 
-use serde_json::Value;
-
-use super::source::{JsonObject, Place, Problem, SourceRule, json_array, parse_json};
+use super::source::{Place, Problem, SourceRule, bare_or_under, json_rules, parse_json};
 
 const FIELDS: [&str; 6] = [
     "corsRuleName",
@@ -18,55 +16,23 @@ const FIELDS: [&str; 6] = [
 
 pub fn parse(text: &str) -> Result<Vec<SourceRule>, Vec<Problem>> {
     let value = parse_json(text).map_err(|p| vec![p])?;
-    let (rules, path) = match &value {
-        Value::Array(_) => (&value, String::new()),
-        Value::Object(map) => match map.get("corsRules") {
-            Some(rules) => (rules, "corsRules".to_owned()),
-            None => {
-                return Err(vec![Problem::new(
-                    Place::File,
-                    "expected B2's JSON: a \"corsRules\" array, alone or in a bucket object",
-                )]);
-            }
-        },
-        _ => {
-            return Err(vec![Problem::new(
-                Place::File,
-                "expected B2's JSON: a \"corsRules\" array, alone or in a bucket object",
-            )]);
-        }
+    let Some((rules, path)) = bare_or_under(&value, "corsRules") else {
+        return Err(vec![Problem::new(
+            Place::File,
+            "expected B2's JSON: a \"corsRules\" array, alone or in a bucket object",
+        )]);
     };
-    let items =
-        json_array(rules, if path.is_empty() { "(top)" } else { &path }).map_err(|p| vec![p])?;
-    let mut problems = Vec::new();
-    let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let rule_path = format!("{path}[{i}]");
-        let rule = (|| -> Result<SourceRule, Problem> {
-            let object = JsonObject::new(item, rule_path.clone())?;
-            object.check_keys(&FIELDS, &mut problems);
-            Ok(SourceRule {
-                index: i + 1,
-                id: object.string("corsRuleName")?,
-                place: Some(Place::Path(rule_path.clone())),
-                origins: object.strings("allowedOrigins")?,
-                methods: object.strings("allowedOperations")?,
-                headers: object.strings("allowedHeaders")?,
-                expose: object.strings("exposeHeaders")?,
-                max_age: object.integer("maxAgeSeconds")?,
-                response_header_both: false,
-            })
-        })();
-        match rule {
-            Ok(rule) => out.push(rule),
-            Err(p) => problems.push(p),
-        }
-    }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(problems)
-    }
+    json_rules(rules, &path, &FIELDS, |object, _| {
+        Ok(SourceRule {
+            id: object.string("corsRuleName")?,
+            origins: object.strings("allowedOrigins")?,
+            methods: object.strings("allowedOperations")?,
+            headers: object.strings("allowedHeaders")?,
+            expose: object.strings("exposeHeaders")?,
+            max_age: object.integer("maxAgeSeconds")?,
+            ..SourceRule::default()
+        })
+    })
 }
 
 #[cfg(test)]

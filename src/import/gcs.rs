@@ -3,67 +3,35 @@
 //! `{origin, method, responseHeader, maxAgeSeconds}` that `gcloud storage buckets update
 //! --cors-file` reads, or a bucket resource holding it under `"cors"`.
 
-use serde_json::Value;
-
-use super::source::{JsonObject, Place, Problem, SourceRule, json_array, parse_json};
+use super::source::{Place, Problem, SourceRule, bare_or_under, json_rules, parse_json};
 
 const FIELDS: [&str; 4] = ["origin", "method", "responseHeader", "maxAgeSeconds"];
 
 pub fn parse(text: &str) -> Result<Vec<SourceRule>, Vec<Problem>> {
     let value = parse_json(text).map_err(|p| vec![p])?;
-    let (rules, path) = match &value {
-        Value::Array(_) => (&value, String::new()),
-        Value::Object(map) => match map.get("cors") {
-            Some(rules) => (rules, "cors".to_owned()),
-            None => {
-                return Err(vec![Problem::new(
-                    Place::File,
-                    "expected GCS's JSON: an array of {origin, method, responseHeader, \
-                     maxAgeSeconds}, or a bucket with a \"cors\" array",
-                )]);
-            }
-        },
-        _ => {
-            return Err(vec![Problem::new(
-                Place::File,
-                "expected GCS's JSON: an array of {origin, method, responseHeader, maxAgeSeconds}",
-            )]);
-        }
+    let Some((rules, path)) = bare_or_under(&value, "cors") else {
+        let message = if value.is_object() {
+            "expected GCS's JSON: an array of {origin, method, responseHeader, maxAgeSeconds}, \
+             or a bucket with a \"cors\" array"
+        } else {
+            "expected GCS's JSON: an array of {origin, method, responseHeader, maxAgeSeconds}"
+        };
+        return Err(vec![Problem::new(Place::File, message)]);
     };
-    let items =
-        json_array(rules, if path.is_empty() { "(top)" } else { &path }).map_err(|p| vec![p])?;
-    let mut problems = Vec::new();
-    let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let rule_path = format!("{path}[{i}]");
-        let rule = (|| -> Result<SourceRule, Problem> {
-            let object = JsonObject::new(item, rule_path.clone())?;
-            object.check_keys(&FIELDS, &mut problems);
-            let response_headers = object.strings("responseHeader")?;
-            Ok(SourceRule {
-                index: i + 1,
-                id: None,
-                place: Some(Place::Path(rule_path.clone())),
-                origins: object.strings("origin")?,
-                methods: object.strings("method")?,
-                // GCS uses `responseHeader` both for what a preflight may ask for
-                // (Access-Control-Allow-Headers) and what is exposed to the page.
-                headers: response_headers.clone(),
-                expose: response_headers,
-                max_age: object.integer("maxAgeSeconds")?,
-                response_header_both: true,
-            })
-        })();
-        match rule {
-            Ok(rule) => out.push(rule),
-            Err(p) => problems.push(p),
-        }
-    }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(problems)
-    }
+    json_rules(rules, &path, &FIELDS, |object, _| {
+        let response_headers = object.strings("responseHeader")?;
+        Ok(SourceRule {
+            origins: object.strings("origin")?,
+            methods: object.strings("method")?,
+            // GCS uses `responseHeader` both for what a preflight may ask for
+            // (Access-Control-Allow-Headers) and what is exposed to the page.
+            headers: response_headers.clone(),
+            expose: response_headers,
+            max_age: object.integer("maxAgeSeconds")?,
+            response_header_both: true,
+            ..SourceRule::default()
+        })
+    })
 }
 
 #[cfg(test)]

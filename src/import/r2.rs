@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use super::s3;
-use super::source::{JsonObject, Place, Problem, SourceRule, json_array, parse_json};
+use super::source::{JsonObject, Place, Problem, SourceRule, json_rules, parse_json};
 
 const FIELDS: [&str; 4] = ["allowed", "exposeHeaders", "maxAgeSeconds", "id"];
 const ALLOWED_FIELDS: [&str; 3] = ["origins", "methods", "headers"];
@@ -17,51 +17,31 @@ pub fn parse(text: &str) -> Result<Vec<SourceRule>, Vec<Problem>> {
     }
     let value = parse_json(text).map_err(|p| vec![p])?;
     let (rules, path) = match &value {
-        Value::Object(map) if map.contains_key("rules") => (&map["rules"], "rules".to_owned()),
+        Value::Object(map) if map.contains_key("rules") => (&map["rules"], "rules"),
         Value::Object(map) if map.get("result").is_some_and(|r| r.get("rules").is_some()) => {
-            (&map["result"]["rules"], "result.rules".to_owned())
+            (&map["result"]["rules"], "result.rules")
         }
         _ => return s3::parse_json_rules(&value),
     };
-    let items = json_array(rules, &path).map_err(|p| vec![p])?;
-    let mut problems = Vec::new();
-    let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let rule_path = format!("{path}[{i}]");
-        let rule = (|| -> Result<SourceRule, Problem> {
-            let object = JsonObject::new(item, rule_path.clone())?;
-            object.check_keys(&FIELDS, &mut problems);
-            let allowed_path = object.child_path("allowed");
-            let Some(allowed) = object.map.get("allowed") else {
-                return Err(Problem::new(
-                    Place::Path(rule_path.clone()),
-                    "no \"allowed\" object (origins, methods, headers)",
-                ));
-            };
-            let allowed = JsonObject::new(allowed, allowed_path)?;
-            allowed.check_keys(&ALLOWED_FIELDS, &mut problems);
-            Ok(SourceRule {
-                index: i + 1,
-                id: object.string("id")?,
-                place: Some(Place::Path(rule_path.clone())),
-                origins: allowed.strings("origins")?,
-                methods: allowed.strings("methods")?,
-                headers: allowed.strings("headers")?,
-                expose: object.strings("exposeHeaders")?,
-                max_age: object.integer("maxAgeSeconds")?,
-                response_header_both: false,
-            })
-        })();
-        match rule {
-            Ok(rule) => out.push(rule),
-            Err(p) => problems.push(p),
-        }
-    }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(problems)
-    }
+    json_rules(rules, path, &FIELDS, |object, problems| {
+        let Some(allowed) = object.map.get("allowed") else {
+            return Err(Problem::new(
+                Place::Path(object.path.clone()),
+                "no \"allowed\" object (origins, methods, headers)",
+            ));
+        };
+        let allowed = JsonObject::new(allowed, object.child_path("allowed"))?;
+        allowed.check_keys(&ALLOWED_FIELDS, problems);
+        Ok(SourceRule {
+            id: object.string("id")?,
+            origins: allowed.strings("origins")?,
+            methods: allowed.strings("methods")?,
+            headers: allowed.strings("headers")?,
+            expose: object.strings("exposeHeaders")?,
+            max_age: object.integer("maxAgeSeconds")?,
+            ..SourceRule::default()
+        })
+    })
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@
 use serde_json::Value;
 
 use super::source::{
-    Item, JsonObject, Place, Problem, SourceRule, json_array, parse_json, parse_xml, xml_elements,
-    xml_integer, xml_place, xml_text,
+    Item, Place, Problem, SourceRule, bare_or_under, json_rules, parse_json, parse_xml,
+    xml_integer, xml_place, xml_rules, xml_text,
 };
 
 const JSON_FIELDS: [&str; 6] = [
@@ -36,72 +36,43 @@ pub fn parse(text: &str) -> Result<Vec<SourceRule>, Vec<Problem>> {
 /// The JSON shapes: `{"CORSRules": [...]}`, `{"CORSConfiguration": {"CORSRules": [...]}}`,
 /// or the console's bare array.
 pub fn parse_json_rules(value: &Value) -> Result<Vec<SourceRule>, Vec<Problem>> {
-    let (rules, path) = match value {
-        Value::Array(_) => (value, String::new()),
-        Value::Object(map) => {
-            if let Some(rules) = map.get("CORSRules") {
-                (rules, "CORSRules".to_owned())
-            } else if let Some(config) = map.get("CORSConfiguration") {
-                match config.get("CORSRules") {
-                    Some(rules) => (rules, "CORSConfiguration.CORSRules".to_owned()),
-                    None => {
-                        return Err(vec![Problem::new(
-                            Place::Path("CORSConfiguration".into()),
-                            "no \"CORSRules\" list",
-                        )]);
-                    }
+    let (rules, path) = match bare_or_under(value, "CORSRules") {
+        Some(found) => found,
+        None => match value.get("CORSConfiguration") {
+            Some(config) => match config.get("CORSRules") {
+                Some(rules) => (rules, "CORSConfiguration.CORSRules".to_owned()),
+                None => {
+                    return Err(vec![Problem::new(
+                        Place::Path("CORSConfiguration".into()),
+                        "no \"CORSRules\" list",
+                    )]);
                 }
-            } else {
+            },
+            None if value.is_object() => {
                 return Err(vec![Problem::new(
                     Place::File,
                     "expected S3's JSON: {\"CORSRules\": [...]} (AWS CLI) or an array of rules \
                      (S3 console)",
                 )]);
             }
-        }
-        _ => {
-            return Err(vec![Problem::new(
-                Place::File,
-                "expected S3's JSON: {\"CORSRules\": [...]} or an array of rules",
-            )]);
-        }
+            None => {
+                return Err(vec![Problem::new(
+                    Place::File,
+                    "expected S3's JSON: {\"CORSRules\": [...]} or an array of rules",
+                )]);
+            }
+        },
     };
-    let items =
-        json_array(rules, if path.is_empty() { "(top)" } else { &path }).map_err(|p| vec![p])?;
-    let mut problems = Vec::new();
-    let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let rule_path = format!("{path}[{i}]");
-        match json_rule(item, rule_path, i + 1, &mut problems) {
-            Ok(rule) => out.push(rule),
-            Err(p) => problems.push(p),
-        }
-    }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(problems)
-    }
-}
-
-fn json_rule(
-    value: &Value,
-    path: String,
-    index: usize,
-    problems: &mut Vec<Problem>,
-) -> Result<SourceRule, Problem> {
-    let object = JsonObject::new(value, path.clone())?;
-    object.check_keys(&JSON_FIELDS, problems);
-    Ok(SourceRule {
-        index,
-        id: object.string("ID")?,
-        place: Some(Place::Path(path)),
-        origins: object.strings("AllowedOrigins")?,
-        methods: object.strings("AllowedMethods")?,
-        headers: object.strings("AllowedHeaders")?,
-        expose: object.strings("ExposeHeaders")?,
-        max_age: object.integer("MaxAgeSeconds")?,
-        response_header_both: false,
+    json_rules(rules, &path, &JSON_FIELDS, |object, _| {
+        Ok(SourceRule {
+            id: object.string("ID")?,
+            origins: object.strings("AllowedOrigins")?,
+            methods: object.strings("AllowedMethods")?,
+            headers: object.strings("AllowedHeaders")?,
+            expose: object.strings("ExposeHeaders")?,
+            max_age: object.integer("MaxAgeSeconds")?,
+            ..SourceRule::default()
+        })
     })
 }
 
@@ -117,63 +88,30 @@ fn parse_xml_rules(text: &str) -> Result<Vec<SourceRule>, Vec<Problem>> {
             ),
         )]);
     }
-    let mut problems = Vec::new();
-    let mut out = Vec::new();
-    for node in xml_elements(root) {
-        if node.tag_name().name() != "CORSRule" {
-            problems.push(Problem::new(
-                xml_place(&document, node),
-                format!(
-                    "unexpected <{}> in <CORSConfiguration>: expected <CORSRule>",
-                    node.tag_name().name()
-                ),
-            ));
-            continue;
-        }
-        let mut rule = SourceRule {
-            index: out.len() + 1,
-            place: Some(xml_place(&document, node)),
-            ..SourceRule::default()
+    xml_rules(&document, root, "CORSRule", |rule, field, place| {
+        let item = |value: String| Item {
+            value,
+            place: place.clone(),
         };
-        for field in xml_elements(node) {
-            let place = xml_place(&document, field);
-            let name = field.tag_name().name();
-            let result = (|| -> Result<(), Problem> {
-                let item = |value: String| Item {
-                    value,
-                    place: place.clone(),
-                };
-                match name {
-                    "ID" => rule.id = Some(xml_text(&document, field)?),
-                    "AllowedOrigin" => rule.origins.push(item(xml_text(&document, field)?)),
-                    "AllowedMethod" => rule.methods.push(item(xml_text(&document, field)?)),
-                    "AllowedHeader" => rule.headers.push(item(xml_text(&document, field)?)),
-                    "ExposeHeader" => rule.expose.push(item(xml_text(&document, field)?)),
-                    "MaxAgeSeconds" => rule.max_age = Some(xml_integer(&document, field)?),
-                    other => {
-                        return Err(Problem::new(
-                            place.clone(),
-                            format!(
-                                "unknown element <{other}> in <CORSRule>; expected ID, \
-                                 AllowedOrigin, AllowedMethod, AllowedHeader, ExposeHeader or \
-                                 MaxAgeSeconds"
-                            ),
-                        ));
-                    }
-                }
-                Ok(())
-            })();
-            if let Err(p) = result {
-                problems.push(p);
+        match field.tag_name().name() {
+            "ID" => rule.id = Some(xml_text(&document, field)?),
+            "AllowedOrigin" => rule.origins.push(item(xml_text(&document, field)?)),
+            "AllowedMethod" => rule.methods.push(item(xml_text(&document, field)?)),
+            "AllowedHeader" => rule.headers.push(item(xml_text(&document, field)?)),
+            "ExposeHeader" => rule.expose.push(item(xml_text(&document, field)?)),
+            "MaxAgeSeconds" => rule.max_age = Some(xml_integer(&document, field)?),
+            other => {
+                return Err(Problem::new(
+                    place.clone(),
+                    format!(
+                        "unknown element <{other}> in <CORSRule>; expected ID, AllowedOrigin, \
+                         AllowedMethod, AllowedHeader, ExposeHeader or MaxAgeSeconds"
+                    ),
+                ));
             }
         }
-        out.push(rule);
-    }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(problems)
-    }
+        Ok(())
+    })
 }
 
 #[cfg(test)]

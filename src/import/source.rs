@@ -257,6 +257,49 @@ pub fn json_array<'a>(value: &'a Value, path: &str) -> Result<&'a [Value], Probl
     }
 }
 
+/// Where a vendor keeps its rules when its JSON is the bare array or an object holding it
+/// under `key` (B2's and GCS's bucket resources): the array and its path (empty for the
+/// document itself), or `None` when the document is neither.
+pub fn bare_or_under<'a>(value: &'a Value, key: &str) -> Option<(&'a Value, String)> {
+    match value {
+        Value::Array(_) => Some((value, String::new())),
+        Value::Object(map) => map.get(key).map(|rules| (rules, key.to_owned())),
+        _ => None,
+    }
+}
+
+/// Reads the array of rule objects at `path` (empty for the document itself): each object's
+/// keys checked against `fields`, then `read` fills the fields the vendor names. The rule's
+/// index and place are set here, so every vendor numbers and places its rules alike. Every
+/// rule, or every problem in any of them (all at once, so one edit fixes the file).
+pub fn json_rules(
+    rules: &Value,
+    path: &str,
+    fields: &[&str],
+    mut read: impl FnMut(&JsonObject<'_>, &mut Vec<Problem>) -> Result<SourceRule, Problem>,
+) -> Result<Vec<SourceRule>, Vec<Problem>> {
+    let items =
+        json_array(rules, if path.is_empty() { "(top)" } else { path }).map_err(|p| vec![p])?;
+    let mut problems = Vec::new();
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let rule_path = format!("{path}[{i}]");
+        let rule = JsonObject::new(item, rule_path.clone()).and_then(|object| {
+            object.check_keys(fields, &mut problems);
+            read(&object, &mut problems)
+        });
+        match rule {
+            Ok(rule) => out.push(SourceRule {
+                index: i + 1,
+                place: Some(Place::Path(rule_path)),
+                ..rule
+            }),
+            Err(p) => problems.push(p),
+        }
+    }
+    all_or_problems(out, problems)
+}
+
 // --- XML -------------------------------------------------------------------------------------
 
 /// Parses XML (roxmltree: read-only, no DTD, so no entity expansion), reporting an error at
@@ -324,6 +367,58 @@ pub fn xml_integer(
                 text.trim()
             ),
         )),
+    }
+}
+
+/// Reads each `<rule_tag>` element of `container`, one field element at a time: `read` takes
+/// a field and its place into the rule (or says what is wrong with it). The rule's index and
+/// place are set here; any other element in `container` is a problem. Every rule, or every
+/// problem in any of them.
+pub fn xml_rules(
+    document: &roxmltree::Document<'_>,
+    container: roxmltree::Node<'_, '_>,
+    rule_tag: &str,
+    mut read: impl FnMut(&mut SourceRule, roxmltree::Node<'_, '_>, Place) -> Result<(), Problem>,
+) -> Result<Vec<SourceRule>, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut out = Vec::new();
+    for node in xml_elements(container) {
+        if node.tag_name().name() != rule_tag {
+            problems.push(Problem::new(
+                xml_place(document, node),
+                format!(
+                    "unexpected <{}> in <{}>: expected <{rule_tag}>",
+                    node.tag_name().name(),
+                    container.tag_name().name()
+                ),
+            ));
+            continue;
+        }
+        let mut rule = SourceRule {
+            index: out.len() + 1,
+            place: Some(xml_place(document, node)),
+            ..SourceRule::default()
+        };
+        for field in xml_elements(node) {
+            if let Err(p) = read(&mut rule, field, xml_place(document, field)) {
+                problems.push(p);
+            }
+        }
+        out.push(rule);
+    }
+    all_or_problems(out, problems)
+}
+
+/// The rules read, or, when anything was wrong, every problem instead: a partial import
+/// would answer preflights differently from the vendor.
+fn all_or_problems(
+    rules: Vec<SourceRule>,
+    problems: Vec<Problem>,
+) -> Result<Vec<SourceRule>, Vec<Problem>> {
+    if problems.is_empty() {
+        Ok(rules)
+    } else {
+        Err(problems)
     }
 }
 
