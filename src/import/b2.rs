@@ -3,16 +3,16 @@
 //! `b2_list_buckets` / `b2 bucket get` print it. Each rule: `corsRuleName`, `allowedOrigins`,
 //! `allowedOperations`, `allowedHeaders`, `exposeHeaders`, `maxAgeSeconds`.
 
-use super::source::{Place, Problem, SourceRule, bare_or_under, json_rules, parse_json};
+use super::source::{Place, Problem, RuleKeys, SourceRule, bare_or_under, json_rules, parse_json};
 
-const FIELDS: [&str; 6] = [
-    "corsRuleName",
-    "allowedOrigins",
-    "allowedOperations",
-    "allowedHeaders",
-    "exposeHeaders",
-    "maxAgeSeconds",
-];
+const KEYS: RuleKeys = RuleKeys {
+    id: "corsRuleName",
+    origins: "allowedOrigins",
+    methods: "allowedOperations",
+    headers: "allowedHeaders",
+    expose: "exposeHeaders",
+    max_age: "maxAgeSeconds",
+};
 
 pub fn parse(text: &str) -> Result<Vec<SourceRule>, Vec<Problem>> {
     let value = parse_json(text).map_err(|p| vec![p])?;
@@ -22,17 +22,7 @@ pub fn parse(text: &str) -> Result<Vec<SourceRule>, Vec<Problem>> {
             "expected B2's JSON: a \"corsRules\" array, alone or in a bucket object",
         )]);
     };
-    json_rules(rules, &path, &FIELDS, |object, _| {
-        Ok(SourceRule {
-            id: object.string("corsRuleName")?,
-            origins: object.strings("allowedOrigins")?,
-            methods: object.strings("allowedOperations")?,
-            headers: object.strings("allowedHeaders")?,
-            expose: object.strings("exposeHeaders")?,
-            max_age: object.integer("maxAgeSeconds")?,
-            ..SourceRule::default()
-        })
-    })
+    json_rules(rules, &path, &KEYS.all(), |object, _| KEYS.read(object))
 }
 
 #[cfg(test)]

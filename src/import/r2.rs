@@ -6,10 +6,19 @@
 use serde_json::Value;
 
 use super::s3;
-use super::source::{JsonObject, Place, Problem, SourceRule, json_rules, parse_json};
+use super::source::{JsonObject, Place, Problem, RuleKeys, SourceRule, json_rules, parse_json};
 
 const FIELDS: [&str; 4] = ["allowed", "exposeHeaders", "maxAgeSeconds", "id"];
 const ALLOWED_FIELDS: [&str; 3] = ["origins", "methods", "headers"];
+/// Origins, methods and headers are read from `allowed`, the rest from the rule.
+const KEYS: RuleKeys = RuleKeys {
+    id: "id",
+    origins: "origins",
+    methods: "methods",
+    headers: "headers",
+    expose: "exposeHeaders",
+    max_age: "maxAgeSeconds",
+};
 
 pub fn parse(text: &str) -> Result<Vec<SourceRule>, Vec<Problem>> {
     if text.trim_start().starts_with('<') {
@@ -32,15 +41,7 @@ pub fn parse(text: &str) -> Result<Vec<SourceRule>, Vec<Problem>> {
         };
         let allowed = JsonObject::new(allowed, object.child_path("allowed"))?;
         allowed.check_keys(&ALLOWED_FIELDS, problems);
-        Ok(SourceRule {
-            id: object.string("id")?,
-            origins: allowed.strings("origins")?,
-            methods: allowed.strings("methods")?,
-            headers: allowed.strings("headers")?,
-            expose: object.strings("exposeHeaders")?,
-            max_age: object.integer("maxAgeSeconds")?,
-            ..SourceRule::default()
-        })
+        KEYS.read_with_lists(object, &allowed)
     })
 }
 

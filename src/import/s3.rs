@@ -11,18 +11,18 @@
 use serde_json::Value;
 
 use super::source::{
-    Item, Place, Problem, SourceRule, bare_or_under, json_rules, parse_json, parse_xml,
+    Item, Place, Problem, RuleKeys, SourceRule, bare_or_under, json_rules, parse_json, parse_xml,
     xml_integer, xml_place, xml_rules, xml_text,
 };
 
-const JSON_FIELDS: [&str; 6] = [
-    "ID",
-    "AllowedOrigins",
-    "AllowedMethods",
-    "AllowedHeaders",
-    "ExposeHeaders",
-    "MaxAgeSeconds",
-];
+const JSON_KEYS: RuleKeys = RuleKeys {
+    id: "ID",
+    origins: "AllowedOrigins",
+    methods: "AllowedMethods",
+    headers: "AllowedHeaders",
+    expose: "ExposeHeaders",
+    max_age: "MaxAgeSeconds",
+};
 
 pub fn parse(text: &str) -> Result<Vec<SourceRule>, Vec<Problem>> {
     if text.trim_start().starts_with('<') {
@@ -63,16 +63,8 @@ pub fn parse_json_rules(value: &Value) -> Result<Vec<SourceRule>, Vec<Problem>> 
             }
         },
     };
-    json_rules(rules, &path, &JSON_FIELDS, |object, _| {
-        Ok(SourceRule {
-            id: object.string("ID")?,
-            origins: object.strings("AllowedOrigins")?,
-            methods: object.strings("AllowedMethods")?,
-            headers: object.strings("AllowedHeaders")?,
-            expose: object.strings("ExposeHeaders")?,
-            max_age: object.integer("MaxAgeSeconds")?,
-            ..SourceRule::default()
-        })
+    json_rules(rules, &path, &JSON_KEYS.all(), |object, _| {
+        JSON_KEYS.read(object)
     })
 }
 

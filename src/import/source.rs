@@ -246,6 +246,53 @@ impl<'a> JsonObject<'a> {
     }
 }
 
+/// The keys a vendor gives the parts of one JSON rule (GCS aside: it has one list for two).
+pub struct RuleKeys {
+    pub id: &'static str,
+    pub origins: &'static str,
+    pub methods: &'static str,
+    pub headers: &'static str,
+    pub expose: &'static str,
+    pub max_age: &'static str,
+}
+
+impl RuleKeys {
+    /// Every key, in the order the vendor documents them (the order unknown-key hints list).
+    pub const fn all(&self) -> [&'static str; 6] {
+        [
+            self.id,
+            self.origins,
+            self.methods,
+            self.headers,
+            self.expose,
+            self.max_age,
+        ]
+    }
+
+    /// One rule whose keys all stand in `object`.
+    pub fn read(&self, object: &JsonObject<'_>) -> Result<SourceRule, Problem> {
+        self.read_with_lists(object, object)
+    }
+
+    /// One rule whose origins, methods and headers stand in `lists` (R2 nests them in
+    /// `allowed`), the rest in `object`. The first wrong value is the problem.
+    pub fn read_with_lists(
+        &self,
+        object: &JsonObject<'_>,
+        lists: &JsonObject<'_>,
+    ) -> Result<SourceRule, Problem> {
+        Ok(SourceRule {
+            id: object.string(self.id)?,
+            origins: lists.strings(self.origins)?,
+            methods: lists.strings(self.methods)?,
+            headers: lists.strings(self.headers)?,
+            expose: object.strings(self.expose)?,
+            max_age: object.integer(self.max_age)?,
+            ..SourceRule::default()
+        })
+    }
+}
+
 /// The elements of a JSON array at `path`.
 pub fn json_array<'a>(value: &'a Value, path: &str) -> Result<&'a [Value], Problem> {
     match value {
