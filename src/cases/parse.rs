@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use http::header::{ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, ORIGIN};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
-use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::model::{Case, CaseRequest, CasesFile, DEFAULT_URL, Expect, Suite};
@@ -15,6 +14,7 @@ use super::repeat::{self, MAX_EXPANDED_BYTES};
 use crate::fetch::{ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK, TRUE};
 use crate::rules::diagnostic::{Diagnostic, LineIndex, Location, Subject};
 use crate::rules::load::suggest;
+use crate::rules::toml_value::{self, Misfit, Value};
 use crate::syntax::is_token;
 
 const TOP_KEYS: &[&str] = &["case", "suite"];
@@ -56,7 +56,6 @@ const RENAMED: &[(&str, &str)] = &[
     ),
 ];
 
-type Value<'i> = Spanned<DeValue<'i>>;
 /// Response fields hyper (or the fast path) writes around the answer's own fields: the
 /// answer `preflightd test` renders has none of them to compare.
 const HTTP_LAYER: &[&str] = &["date", "content-length", "connection", "transfer-encoding"];
@@ -227,50 +226,40 @@ impl<'a> Walker<'a> {
         out
     }
 
+    fn misfit(&mut self, subject: &str, misfit: Misfit) {
+        self.error(&misfit.span, subject, misfit.message);
+    }
+
     fn string<'v>(&mut self, subject: &str, key: &str, value: &'v Value<'_>) -> Option<Spot<'v>> {
-        match value.get_ref() {
-            DeValue::String(s) => Some((s.as_ref(), value.span())),
-            other => {
-                let message = format!("{key:?} must be a string, found {}", other.type_str());
-                self.error(&value.span(), subject, message);
+        match toml_value::string(key, value) {
+            Ok(s) => Some((s, value.span())),
+            Err(misfit) => {
+                self.misfit(subject, misfit);
                 None
             }
         }
     }
 
     fn boolean(&mut self, subject: &str, key: &str, value: &Value<'_>) -> Option<bool> {
-        match value.get_ref() {
-            DeValue::Boolean(b) => Some(*b),
-            other => {
-                let message = format!("{key:?} must be true or false, found {}", other.type_str());
-                self.error(&value.span(), subject, message);
-                None
-            }
-        }
+        toml_value::boolean(key, value)
+            .map_err(|misfit| self.misfit(subject, misfit))
+            .ok()
     }
 
     /// An array of strings; each element that is not a string is reported on its own.
     fn strings<'v>(&mut self, subject: &str, key: &str, value: &'v Value<'_>) -> Option<Spots<'v>> {
-        let DeValue::Array(items) = value.get_ref() else {
-            let message = format!(
-                "{key:?} must be an array of strings, found {}",
-                value.get_ref().type_str()
-            );
-            self.error(&value.span(), subject, message);
-            return None;
-        };
-        let mut out = Vec::with_capacity(items.len());
-        for item in items {
-            match item.get_ref() {
-                DeValue::String(s) => out.push((s.as_ref(), item.span())),
-                other => {
-                    let message =
-                        format!("{key:?} must hold only strings, found {}", other.type_str());
-                    self.error(&item.span(), subject, message);
-                }
+        let mut misfits = Vec::new();
+        let read = toml_value::strings(key, value, &mut misfits);
+        for misfit in misfits {
+            self.misfit(subject, misfit);
+        }
+        match read {
+            Ok(items) => Some((items, value.span())),
+            Err(misfit) => {
+                self.misfit(subject, misfit);
+                None
             }
         }
-        Some((out, value.span()))
     }
 
     fn suite(&mut self, index: usize, table: &DeTable<'_>, span: &Range<usize>) -> Option<Suite> {
@@ -498,13 +487,10 @@ impl<'a> Walker<'a> {
     }
 
     fn status(&mut self, subject: &str, value: &Value<'_>) -> Option<(u16, Range<usize>)> {
-        let parsed = match value.get_ref() {
-            DeValue::Integer(i) => {
-                i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).ok()
-            }
-            other => {
-                let message = format!("\"status\" must be an integer, found {}", other.type_str());
-                self.error(&value.span(), subject, message);
+        let parsed = match toml_value::integer("status", value) {
+            Ok(parsed) => parsed,
+            Err(misfit) => {
+                self.misfit(subject, misfit);
                 return None;
             }
         };

@@ -8,7 +8,6 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::diagnostic::{Diagnostic, LineIndex, Location, Subject};
@@ -17,6 +16,7 @@ use super::model::{
     PreflightStatus, Rule, Rules, Settings, TokenList, Unmatched,
 };
 use super::origin::{OriginPattern, check_regex, parse_origin};
+use super::toml_value::{self, Misfit, Value};
 use super::validate;
 use crate::syntax::is_token;
 
@@ -272,8 +272,6 @@ struct FileWalker<'a> {
     diagnostics: &'a mut Vec<Diagnostic>,
 }
 
-type Value<'i> = Spanned<DeValue<'i>>;
-
 impl<'a> FileWalker<'a> {
     fn at(&self, span: &Range<usize>) -> Location {
         self.lines.locate(&self.file, span.start)
@@ -283,6 +281,10 @@ impl<'a> FileWalker<'a> {
         let location = self.at(span);
         self.diagnostics
             .push(Diagnostic::error(location, subject.clone(), message));
+    }
+
+    fn misfit(&mut self, subject: &Subject, misfit: Misfit) {
+        self.error(&misfit.span, subject, misfit.message);
     }
 
     fn document(
@@ -360,14 +362,9 @@ impl<'a> FileWalker<'a> {
     }
 
     fn boolean(&mut self, subject: &Subject, key: &str, value: &Value<'_>) -> Option<bool> {
-        match value.get_ref() {
-            DeValue::Boolean(b) => Some(*b),
-            other => {
-                let message = format!("{key:?} must be true or false, found {}", other.type_str());
-                self.error(&value.span(), subject, message);
-                None
-            }
-        }
+        toml_value::boolean(key, value)
+            .map_err(|misfit| self.misfit(subject, misfit))
+            .ok()
     }
 
     fn string<'v>(
@@ -376,14 +373,9 @@ impl<'a> FileWalker<'a> {
         key: &str,
         value: &'v Value<'_>,
     ) -> Option<&'v str> {
-        match value.get_ref() {
-            DeValue::String(s) => Some(s.as_ref()),
-            other => {
-                let message = format!("{key:?} must be a string, found {}", other.type_str());
-                self.error(&value.span(), subject, message);
-                None
-            }
-        }
+        toml_value::string(key, value)
+            .map_err(|misfit| self.misfit(subject, misfit))
+            .ok()
     }
 
     fn integer(
@@ -394,13 +386,10 @@ impl<'a> FileWalker<'a> {
         range: (i64, i64),
         hint: &str,
     ) -> Option<i64> {
-        let parsed = match value.get_ref() {
-            DeValue::Integer(i) => {
-                i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).ok()
-            }
-            other => {
-                let message = format!("{key:?} must be an integer, found {}", other.type_str());
-                self.error(&value.span(), subject, message);
+        let parsed = match toml_value::integer(key, value) {
+            Ok(parsed) => parsed,
+            Err(misfit) => {
+                self.misfit(subject, misfit);
                 return None;
             }
         };
@@ -422,32 +411,21 @@ impl<'a> FileWalker<'a> {
     }
 
     /// An array of strings; each element that is not a string is reported on its own.
-    fn strings<'v, 'i>(
+    fn strings<'v>(
         &mut self,
         subject: &Subject,
         key: &str,
-        value: &'v Value<'i>,
+        value: &'v Value<'_>,
     ) -> Vec<(&'v str, Range<usize>)> {
-        let DeValue::Array(items) = value.get_ref() else {
-            let message = format!(
-                "{key:?} must be an array of strings, found {}",
-                value.get_ref().type_str()
-            );
-            self.error(&value.span(), subject, message);
-            return Vec::new();
-        };
-        let mut out = Vec::with_capacity(items.len());
-        for item in items {
-            match item.get_ref() {
-                DeValue::String(s) => out.push((s.as_ref(), item.span())),
-                other => {
-                    let message =
-                        format!("{key:?} must hold only strings, found {}", other.type_str());
-                    self.error(&item.span(), subject, message);
-                }
-            }
+        let mut misfits = Vec::new();
+        let read = toml_value::strings(key, value, &mut misfits);
+        for misfit in misfits {
+            self.misfit(subject, misfit);
         }
-        out
+        read.unwrap_or_else(|misfit| {
+            self.misfit(subject, misfit);
+            Vec::new()
+        })
     }
 
     fn settings(&mut self, table: &DeTable<'_>) -> Settings {

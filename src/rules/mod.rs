@@ -5,6 +5,7 @@ pub mod diagnostic;
 pub mod load;
 pub mod model;
 pub mod origin;
+pub mod toml_value;
 mod validate;
 
 pub use diagnostic::{Diagnostic, Location, Severity, Subject};
