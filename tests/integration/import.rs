@@ -599,6 +599,36 @@ fn bad_input_and_usage_fail_with_their_place() {
         "{}",
         stderr(&out)
     );
+    // Hostile XML: an entity expansion bomb and an external entity (XXE) are refused at the
+    // DTD, before any entity is expanded or any file read.
+    let lol = (2..=9).fold(String::from("<!ENTITY lol1 \"lol\">"), |dtd, n| {
+        let refs = format!("&lol{};", n - 1).repeat(10);
+        format!("{dtd}<!ENTITY lol{n} \"{refs}\">")
+    });
+    let bomb = write(
+        "bomb.xml",
+        format!(
+            "<?xml version=\"1.0\"?>\n<!DOCTYPE lolz [{lol}]>\n<CORSConfiguration><CORSRule>\
+             <AllowedOrigin>&lol9;</AllowedOrigin><AllowedMethod>GET</AllowedMethod>\
+             </CORSRule></CORSConfiguration>"
+        )
+        .as_bytes(),
+    );
+    let xxe = write(
+        "xxe.xml",
+        b"<!DOCTYPE x [<!ENTITY xxe SYSTEM \"file:///etc/passwd\">]>\n<Cors><CorsRule>\
+          <AllowedOrigins>&xxe;</AllowedOrigins></CorsRule></Cors>",
+    );
+    for (vendor, file) in [("s3", &bomb), ("azure", &xxe)] {
+        let out = preflightd(&["import", "--from", vendor, file]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stderr(&out).starts_with(&format!("{file}:1:1: invalid XML: XML with DTD detected\n")),
+            "{}",
+            stderr(&out)
+        );
+        assert!(out.stdout.is_empty(), "nothing imported");
+    }
     let huge = write("huge.json", &vec![b' '; 5 << 20]);
     let out = preflightd(&["import", "--from", "gcs", &huge]);
     assert_eq!(out.status.code(), Some(1));
