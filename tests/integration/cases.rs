@@ -4,28 +4,13 @@
 //! expectations hold against a running server, so what `test` predicts is what is served.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use preflightd::cases::{self, CasesFile, Expect, MAX_VALUE_BYTES};
 
-use crate::support::{Preflightd, Upstream, send};
+use crate::support::{Preflightd, Upstream, preflightd, send, stderr, stdout};
 
 const EXAMPLE: &str = "rules/tests/example.toml";
-
-fn preflightd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_preflightd"))
-        .args(args)
-        .output()
-        .expect("run preflightd")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 /// A cases file parsed in process, to count its cases independently of the binary.
 fn parsed(path: &str) -> CasesFile {

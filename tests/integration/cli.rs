@@ -1,17 +1,6 @@
 //! `preflightd check` and `explain`, run as the real binary.
 
-use std::process::{Command, Output};
-
-fn preflightd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_preflightd"))
-        .args(args)
-        .output()
-        .expect("run preflightd")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
+use crate::support::{preflightd, stdout};
 
 #[test]
 fn check_passes_the_shipped_rules() {

@@ -4,6 +4,8 @@
 
 use std::process::{Command, Output};
 
+use crate::support::stdout;
+
 fn explain(
     rules: &str,
     origin: &str,
@@ -35,7 +37,7 @@ fn explain(
 }
 
 fn text(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    stdout(output)
 }
 
 /// The `fix:` line (and what follows it), or "" when there is none.

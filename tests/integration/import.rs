@@ -3,21 +3,9 @@
 //! real upstream, answering preflights as the vendor documents: status, origin, credentials,
 //! method and header coverage, max-age, and exposed headers on a filled GET.
 
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::support::{Preflightd, RULES, Upstream, WAIT, preflight, send};
-
-fn preflightd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_preflightd"))
-        .args(args)
-        .output()
-        .expect("run preflightd")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use crate::support::{Preflightd, RULES, Upstream, WAIT, preflight, preflightd, send, stderr};
 
 /// Imports `file` (under tests/data/import/) and checks the result with `preflightd check`.
 fn imported(from: &str, file: &str, extra: &[&str]) -> String {

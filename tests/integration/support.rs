@@ -595,3 +595,21 @@ pub fn names(response: &RawResponse) -> Vec<&str> {
         .filter(|n| *n != "connection")
         .collect()
 }
+
+/// Runs the real binary with `args` (a CLI command: check, explain, test, import) to its end.
+pub fn preflightd(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_preflightd"))
+        .args(args)
+        .output()
+        .expect("run preflightd")
+}
+
+/// A finished command's standard output, as text.
+pub fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A finished command's standard error, as text.
+pub fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
