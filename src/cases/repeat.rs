@@ -55,7 +55,9 @@ pub fn expand(value: &str, budget: &mut usize) -> Result<String, String> {
     }
     *budget -= total;
     let mut out = String::with_capacity(total);
-    for (text, count) in pieces {
+    // An empty text adds nothing however large its count (`REPEAT(,18446744073709551615)`
+    // passes the size check at 0 bytes): never loop over the count for it.
+    for (text, count) in pieces.into_iter().filter(|(text, _)| !text.is_empty()) {
         for _ in 0..count {
             out.push_str(text);
         }
@@ -70,6 +72,14 @@ mod tests {
     fn expand_all(value: &str) -> Result<String, String> {
         let mut budget = MAX_EXPANDED_BYTES;
         expand(value, &mut budget)
+    }
+
+    #[test]
+    fn an_empty_text_repeated_a_huge_count_is_empty_at_once() {
+        assert_eq!(
+            expand_all("a,REPEAT(,18446744073709551615),b"),
+            Ok("a,,b".into())
+        );
     }
 
     #[test]

@@ -403,6 +403,36 @@ fn a_repeat_past_its_bound_exits_2_with_its_place() {
         )
     );
 
+    // An empty text with the largest count passes the size check at 0 bytes: it must add
+    // nothing at once, never loop over the count (the run is bounded; a hang fails it).
+    std::fs::write(
+        &path,
+        "[[case]]\nname = \"empty repeat\"\norigin = \"https://REPEAT(,18446744073709551615)a.test\"\nmethod = \"GET\"\nexpect = \"origin\"\n",
+    )
+    .expect("write");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_preflightd"))
+        .args(["test", "rules/", &path])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "REPEAT(,huge) must not hang"
+    );
+
     // 17 values at the bound: past the file's 64 MiB in all.
     let text: String = (0..17).map(|i| case(&format!("n{i}"), &at_bound)).collect();
     std::fs::write(&path, text).expect("write");
