@@ -489,27 +489,21 @@ fn origin(profile: &Profile, item: &Item) -> Result<OriginResult, String> {
     }
     if stars == 0 {
         return Ok(match parse_origin(raw) {
+            // The vendor compares the text: no browser sends "regex:...", so it never matches
+            // there; read as a pattern here it would allow more than the bucket.
+            Ok(OriginPattern::Regex(_)) => OriginResult::Never(format!(
+                "{} compares origins as text, and no browser sends \"regex:...\"",
+                profile.name
+            )),
             Ok(pattern) => {
                 let text = pattern.to_string();
                 let note = (text != raw)
                     .then(|| format!("origin {raw:?} is matched as browsers send it: {text:?}"));
-                match pattern {
-                    OriginPattern::Null => Entry(
-                        OriginOut {
-                            text,
-                            insecure: false,
-                            scheme_wildcard: false,
-                            public_suffix_glob: false,
-                            unpinned_regex: false,
-                        },
-                        note,
-                    ),
-                    _ => Entry(host_entry(text), note),
-                }
+                Entry(host_entry(text), note)
             }
             Err(why) => OriginResult::Never(
-                why.split_once(": ")
-                    .map_or(why.as_str(), |(_, reason)| reason)
+                why.strip_prefix(&format!("invalid origin {raw:?}: "))
+                    .unwrap_or(why.as_str())
                     .to_owned(),
             ),
         });

@@ -617,6 +617,27 @@ fn bad_input_and_usage_fail_with_their_place() {
         );
         assert!(out.stdout.is_empty(), "nothing imported");
     }
+    // A vendor compares origins as text: "regex:..." never matches there, and must not become
+    // a live regex here (it would allow every https origin).
+    let regex = write(
+        "regex.json",
+        br#"{"CORSRules":[{"AllowedOrigins":["regex:https://.+","https://a.example.com"],"AllowedMethods":["GET"]}]}"#,
+    );
+    let out = preflightd(&["import", "--from", "s3", &regex]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let toml = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        toml.contains("\norigins = [\"https://a.example.com\"]\n"),
+        "{toml}"
+    );
+    assert!(
+        stderr(&out).contains(
+            "origin \"regex:https://.+\" never matches: S3 compares origins as text, and no \
+             browser sends \"regex:...\"; dropped"
+        ),
+        "{}",
+        stderr(&out)
+    );
     let huge = write("huge.json", &vec![b' '; 5 << 20]);
     let out = preflightd(&["import", "--from", "gcs", &huge]);
     assert_eq!(out.status.code(), Some(1));
