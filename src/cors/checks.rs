@@ -2,7 +2,6 @@
 //! fetch, as the browser will run them on the answer this rule would give.
 
 use super::request::Preflight;
-use crate::fetch::is_cors_safelisted_method;
 use crate::policy::CompiledRule;
 
 /// How far one rule got with one preflight, ordered so that "further" compares greater.
@@ -35,9 +34,7 @@ pub(super) fn evaluate(rule: &CompiledRule, preflight: &Preflight<'_>) -> Verdic
 /// no rule lists, GET included).
 #[inline]
 fn method_allowed(rule: &CompiledRule, method: &[u8]) -> bool {
-    (!rule.only_listed_methods && is_cors_safelisted_method(method))
-        || rule.methods.any
-        || rule.methods.contains_exact(method)
+    rule.methods.allows_method(rule.only_listed_methods, method)
 }
 
 /// Fetch: CORS-preflight fetch, steps 7.6-7.7 (CORS-CHECKLIST 2.9): names compare

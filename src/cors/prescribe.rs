@@ -215,12 +215,10 @@ pub fn prescribe(
         if !origin_matched[index] {
             edits.push(Edit::AddOrigin(pattern.to_string()));
         }
-        let compiled = &policy.rules[index];
-        let method_ok = (!compiled.only_listed_methods
-            && crate::fetch::is_cors_safelisted_method(preflight.method))
-            || rule.methods.any
-            || rule.methods.contains_exact(preflight.method);
-        if !method_ok {
+        if !rule
+            .methods
+            .allows_method(rule.only_listed_methods, preflight.method)
+        {
             edits.push(Edit::AddMethod(method.to_owned()));
         }
         let missing: Vec<String> = names

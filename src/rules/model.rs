@@ -5,7 +5,9 @@
 
 use super::diagnostic::Location;
 use super::origin::{OriginPattern, RegexFacts};
-use crate::fetch::{CORS_SAFELISTED_METHODS, wildcard_covers_header_name};
+use crate::fetch::{
+    CORS_SAFELISTED_METHODS, is_cors_safelisted_method, wildcard_covers_header_name,
+};
 
 /// The whole rule set: one file, or a directory of files read as one list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,6 +192,17 @@ impl TokenList {
         self.contains_ignore_case(name)
             || self.prefix_covers(name)
             || (self.any && wildcard_covers_header_name(name))
+    }
+
+    /// Whether this method list allows `method` (Fetch: CORS-preflight fetch, step 7.5;
+    /// CORS-CHECKLIST 2.7, 2.13): listed byte-exactly, or `*`; a CORS-safelisted method passes
+    /// whatever the list says unless `only_listed` (the bucket model). The one place the rule
+    /// is written: the decision, `explain`'s prescriptions and the shadowing lint call it.
+    #[inline]
+    pub fn allows_method(&self, only_listed: bool, method: &[u8]) -> bool {
+        (!only_listed && is_cors_safelisted_method(method))
+            || self.any
+            || self.contains_exact(method)
     }
 
     /// Whether a prefix glob covers `name`: it starts with the prefix, ASCII-case-insensitively

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::diagnostic::{Diagnostic, Location, Subject};
 use super::model::{CHROMIUM_MAX_AGE_CAP, HostScope, Rule, Rules, TokenList};
 use super::origin::{HostSpec, OriginPattern, PortSpec, RegexFacts};
-use crate::fetch::{CORS_SAFELISTED_METHODS, is_cors_safelisted_method};
+use crate::fetch::CORS_SAFELISTED_METHODS;
 
 /// Methods the Fetch standard uppercases before sending (FETCH §"Methods", normalize); a rule
 /// listing one of them in lowercase never matches a browser.
@@ -410,9 +410,9 @@ fn shadows(earlier: &Rule, later: &Rule) -> bool {
         .iter()
         .all(|l| earlier.origins.iter().any(|e| e.pattern.covers(&l.pattern)));
     let earlier_allows = |m: &[u8]| {
-        earlier.methods.any
-            || earlier.methods.contains_exact(m)
-            || (!earlier.only_listed_methods && is_cors_safelisted_method(m))
+        earlier
+            .methods
+            .allows_method(earlier.only_listed_methods, m)
     };
     // Every method the later rule allows: its list, and the safelisted ones unless it lists
     // only its own.
