@@ -170,7 +170,11 @@ fn respond(live: &Live, request: &Request<Incoming>) -> Response<Full<Bytes>> {
         "/shadow" => {
             // Read afresh each time: the counts move with every shadowed preflight.
             let snapshot = live.load();
-            let mut report = crate::shadow::report(snapshot.shadow.as_deref());
+            // A new entry's prescription recompiles the rules (once per entry): off the
+            // runtime's worker, so the data connections it serves are not held up.
+            let mut report = tokio::task::block_in_place(|| {
+                crate::shadow::report(snapshot.shadow.as_deref(), &snapshot.policy)
+            });
             if let Some(object) = report.as_object_mut() {
                 let provenance = &snapshot.provenance;
                 object.insert("generation".to_owned(), provenance.generation.into());

@@ -10,7 +10,7 @@
 //! proxies the preflight, and judges the upstream's answer against the captured one when it
 //! arrives ([`Case::observe`]); a reload never waits for an upstream.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use http::header::{
     ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, HeaderMap, HeaderName,
@@ -70,7 +70,15 @@ struct Details {
     rules_fields: Vec<(String, String)>,
     rules: Judgement,
     upstream: Judgement,
+    /// The denial step and what to add (`suggest_fix`): cheap, made with the entry.
     suggestion: Option<String>,
+    /// What `explain`'s prescription needs, kept with the entry: the preflight's CORS lines
+    /// and host (shared buffers, no copy of the bytes).
+    request: HeaderMap,
+    host: Option<HeaderValue>,
+    /// `explain`'s prescription, made the first time `/shadow` shows the entry: it recompiles
+    /// the rules once per candidate edit, which never belongs on a client's request.
+    prescription: OnceLock<Option<String>>,
 }
 
 /// A mismatch as observed, borrowed: what the table is probed with, so that counting a
@@ -253,7 +261,6 @@ impl Case {
         headers: &HeaderMap,
         from_upstream: bool,
         metrics: &Metrics,
-        policy: &Policy,
     ) {
         if !from_upstream {
             let failure = match status {
@@ -293,20 +300,18 @@ impl Case {
         let details = |key: &Key| {
             let path = text(self.uri.path().as_bytes());
             let not_allowed = self.headers_not_allowed(&preflight);
-            let suggestion = self.prescription(policy, upstream).or_else(|| {
-                suggest_fix(&Mismatch {
-                    upstream,
-                    rules: self.judgement,
-                    outcome: self.outcome,
-                    rule: self
-                        .rule
-                        .map(|_| self.shadow.counters.rule_label(self.rule)),
-                    host: &key.host,
-                    path: &path,
-                    origin: &key.origin,
-                    method: &key.method,
-                    headers_not_allowed: &not_allowed,
-                })
+            let suggestion = suggest_fix(&Mismatch {
+                upstream,
+                rules: self.judgement,
+                outcome: self.outcome,
+                rule: self
+                    .rule
+                    .map(|_| self.shadow.counters.rule_label(self.rule)),
+                host: &key.host,
+                path: &path,
+                origin: &key.origin,
+                method: &key.method,
+                headers_not_allowed: &not_allowed,
             });
             Details {
                 path,
@@ -316,6 +321,9 @@ impl Case {
                 rules: self.judgement,
                 upstream,
                 suggestion,
+                request: self.request.clone(),
+                host: self.host.clone(),
+                prescription: OnceLock::new(),
             }
         };
         if let Some(suppressed) = MISMATCH_LOG.allow() {
@@ -348,25 +356,6 @@ impl Case {
         if recorded == Recorded::Overflow {
             metrics.shadow_overflow.inc();
         }
-    }
-
-    /// `explain`'s prescription (`cors::prescribe`): the smallest edit `check` accepts that
-    /// lets through what the upstream does, with credentials when the upstream grants them.
-    /// Made only for a new table entry or a log line (a few a second at most); above
-    /// [`PRESCRIBE_MAX_RULES`] rules the denial step stands in, since each candidate edit
-    /// recompiles the rules on the worker thread.
-    fn prescription(&self, policy: &Policy, upstream: Judgement) -> Option<String> {
-        if policy.rules.len() > PRESCRIBE_MAX_RULES {
-            return None;
-        }
-        let request = cors::Request {
-            method: &Method::OPTIONS,
-            host: self.host.as_ref().map(HeaderValue::as_bytes),
-            path: self.uri.path().as_bytes(),
-            headers: &self.request,
-        };
-        let credentials = upstream.allows() == Allows::WithCredentials;
-        cors::prescribe(policy, &request, credentials).map(|p| p.to_string())
     }
 
     fn headers_not_allowed(&self, preflight: &Preflight<'_>) -> Vec<String> {
@@ -432,7 +421,33 @@ fn answer_line(status: u16, fields: &[(String, String)]) -> String {
 
 /// The `/shadow` document: the mode, the table's bounds, and the distinct mismatches since
 /// the last rules change, most frequent first (`generation` and `since` are the caller's).
-pub fn report(shadow: Option<&Shadow>) -> Value {
+/// `explain`'s prescription (`cors::prescribe`) for an entry: the smallest edit `check`
+/// accepts that lets through what the upstream does, with credentials when the upstream
+/// grants them. Made once per entry, when `/shadow` first shows it; above
+/// [`PRESCRIBE_MAX_RULES`] rules (each candidate edit recompiles them) the denial step stands
+/// in, as it does where no edit is found.
+fn prescription<'d>(policy: &Policy, details: &'d Details) -> Option<&'d str> {
+    details
+        .prescription
+        .get_or_init(|| {
+            if policy.rules.len() > PRESCRIBE_MAX_RULES {
+                return None;
+            }
+            let request = cors::Request {
+                method: &Method::OPTIONS,
+                host: details.host.as_ref().map(HeaderValue::as_bytes),
+                path: details.path.as_bytes(),
+                headers: &details.request,
+            };
+            let credentials = details.upstream.allows() == Allows::WithCredentials;
+            cors::prescribe(policy, &request, credentials).map(|p| p.to_string())
+        })
+        .as_deref()
+        .or(details.suggestion.as_deref())
+}
+
+/// `GET /shadow`: the table of `shadow` (the snapshot's, decided on `policy`).
+pub fn report(shadow: Option<&Shadow>, policy: &Policy) -> Value {
     let Some(shadow) = shadow else {
         return json!({
             "mode": "enforce",
@@ -461,7 +476,10 @@ pub fn report(shadow: Option<&Shadow>) -> Value {
                 },
                 "upstream": answer_json(key.upstream_status, &key.upstream_fields, &details.upstream, None),
                 "rules": answer_json(details.rules_status, &details.rules_fields, &details.rules, Some(details.outcome)),
-                "suggestion": details.suggestion,
+                "suggestion": match key.comparison {
+                    Comparison::OnlyUpstreamAllows => prescription(policy, details),
+                    _ => details.suggestion.as_deref(),
+                },
             })
         })
         .collect();

@@ -257,15 +257,11 @@ async fn respond(
     if let Some(case) = shadowed {
         // The upstream's own answer streams its body; the edge's 502 / 504 is a fixed one.
         let from_upstream = matches!(response.body(), Either::Right(_));
-        // The live policy, for the suggested fix of a new mismatch (the table starts over
-        // with each rules change, so this is the policy the case was decided on but for a
-        // reload in between).
         case.observe(
             response.status(),
             response.headers(),
             from_upstream,
             &context.metrics,
-            &context.live.load().policy,
         );
     }
     (response, pending)

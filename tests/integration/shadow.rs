@@ -337,7 +337,7 @@ fn shadow_mode_clients_get_the_upstreams_answer_and_the_differences_are_counted_
         "/v1/items/7",
         "access-control-allow-methods: GET, POST, PUT, PATCH",
         "\"rules\":\"403 []\"",
-        "to methods of rule",
+        "denied at method",
     ] {
         assert!(line.contains(needle), "{needle} not in {line}");
     }
