@@ -569,6 +569,22 @@ fn too_many_header_lines_are_a_431_and_upstream_responses_may_carry_hundreds() {
     );
     assert_eq!(cookies.status, 200);
     assert_eq!(cookies.all("set-cookie").len(), 100);
+    // Past the upstream head bound (512 lines; README, Limits): the edge's 502, counted as a
+    // protocol error, and preflights answered meanwhile.
+    let flood = send(
+        edge.data,
+        "GET /cookies?n=600 HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(flood.status, 502);
+    assert_eq!(
+        edge.metric("preflightd_upstream_errors_total{kind=\"protocol\"}"),
+        1.0
+    );
+    let answered = send(
+        edge.data,
+        &preflight("/v1/x", "api.example.com", "https://app.example.com", "PUT", ""),
+    );
+    assert_eq!(answered.status, 204);
 }
 
 #[test]
