@@ -93,10 +93,7 @@ pub fn run(args: &ExplainArgs) -> ExitCode {
 /// the answer carries them), or passes it to the upstream, which decides.
 fn browser_proceeds(policy: &Policy, request: &Request<'_>, credentials: bool) -> bool {
     match decide(policy, request) {
-        Decision::Answer(answer) => {
-            answer.outcome == Outcome::Allowed
-                && (!credentials || answer.rule().is_some_and(|r| r.credentials))
-        }
+        Decision::Answer(answer) => answer.lets_through(credentials),
         Decision::Forward | Decision::NotPreflight => true,
     }
 }

@@ -154,6 +154,14 @@ impl<'p> Answer<'p> {
         self.rule.map(|i| &self.policy.rules[i])
     }
 
+    /// Whether a browser goes on to the actual request with this answer: allowed, and for a
+    /// credentialed request (`credentials: "include"`) by a rule that grants credentials
+    /// (Fetch: CORS check, steps 5-7; CORS-CHECKLIST 2.2-2.3).
+    pub fn lets_through(&self, credentials: bool) -> bool {
+        self.outcome == Outcome::Allowed
+            && (!credentials || self.rule().is_some_and(|r| r.credentials))
+    }
+
     /// Whether the answer carries `Access-Control-Allow-*`.
     pub fn grants(&self) -> bool {
         self.grants

@@ -11,6 +11,7 @@ use super::answer::Outcome;
 use super::decide::{Decision, decide};
 use super::request::{self, Request, host_without_port};
 use crate::policy::{self, Policy};
+use crate::rules::toml_value::{toml_list, toml_string};
 use crate::rules::{
     self, HostOrigin, HostScope, HostSpec, Location, OriginEntry, OriginPattern, PortSpec, Rule,
     Rules,
@@ -261,10 +262,7 @@ pub fn prescribe(
 /// Whether `request` is allowed, as a browser would judge the answer (credentials included).
 fn allowed(policy: &Policy, request: &Request<'_>, credentials: bool) -> bool {
     match decide(policy, request) {
-        Decision::Answer(answer) => {
-            answer.outcome == Outcome::Allowed
-                && (!credentials || answer.rule().is_some_and(|r| r.credentials))
-        }
+        Decision::Answer(answer) => answer.lets_through(credentials),
         _ => false,
     }
 }
@@ -395,32 +393,22 @@ fn new_rule(
 }
 
 fn rule_toml(rule: &Rule) -> String {
-    let list = |items: Vec<String>| {
-        items
-            .iter()
-            .map(|i| format!("{i:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+    let mut out = format!("[[rule]]\nname = {}\n", toml_string(&rule.name));
+    let mut list = |key: &str, items: &[String]| {
+        out.push_str(&format!("{key} = {}\n", toml_list(items)));
     };
-    let mut out = format!("[[rule]]\nname = {:?}\n", rule.name);
-    if !rule.hosts.is_empty() {
-        let hosts = rule.hosts.iter().map(ToString::to_string).collect();
-        out.push_str(&format!("hosts = [{}]\n", list(hosts)));
+    let hosts: Vec<String> = rule.hosts.iter().map(ToString::to_string).collect();
+    if !hosts.is_empty() {
+        list("hosts", &hosts);
     }
     if !rule.paths.is_empty() {
-        out.push_str(&format!("paths = [{}]\n", list(rule.paths.clone())));
+        list("paths", &rule.paths);
     }
-    let origins = rule.origins.iter().map(|o| o.pattern.to_string()).collect();
-    out.push_str(&format!("origins = [{}]\n", list(origins)));
-    out.push_str(&format!(
-        "methods = [{}]\n",
-        list(rule.methods.items.clone())
-    ));
+    let origins: Vec<String> = rule.origins.iter().map(|o| o.pattern.to_string()).collect();
+    list("origins", &origins);
+    list("methods", &rule.methods.items);
     if !rule.headers.items.is_empty() {
-        out.push_str(&format!(
-            "headers = [{}]\n",
-            list(rule.headers.items.clone())
-        ));
+        list("headers", &rule.headers.items);
     }
     if rule.credentials {
         out.push_str("credentials = true\n");

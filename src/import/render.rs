@@ -3,6 +3,7 @@
 
 use super::source::{Place, SourceRule};
 use super::translate::{Methods, Origins, Profile, Translated};
+use crate::rules::toml_value::{toml_list, toml_string};
 
 /// What scopes every imported rule, and where the input came from.
 pub struct Frame<'a> {
@@ -10,29 +11,6 @@ pub struct Frame<'a> {
     pub flag: &'a str,
     pub hosts: &'a [String],
     pub paths: &'a [String],
-}
-
-/// A TOML basic string.
-pub fn toml_string(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\u{:04X}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn toml_list(items: &[String]) -> String {
-    let inner: Vec<String> = items.iter().map(|s| toml_string(s)).collect();
-    format!("[{}]", inner.join(", "))
 }
 
 /// A comment line; vendor text never breaks out of it.

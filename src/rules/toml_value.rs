@@ -87,3 +87,27 @@ pub fn strings<'v>(
     }
     Ok(out)
 }
+
+/// A TOML basic string.
+pub fn toml_string(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\u{:04X}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A TOML array of basic strings.
+pub fn toml_list(items: &[String]) -> String {
+    let inner: Vec<String> = items.iter().map(|s| toml_string(s)).collect();
+    format!("[{}]", inner.join(", "))
+}

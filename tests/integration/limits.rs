@@ -582,7 +582,13 @@ fn too_many_header_lines_are_a_431_and_upstream_responses_may_carry_hundreds() {
     );
     let answered = send(
         edge.data,
-        &preflight("/v1/x", "api.example.com", "https://app.example.com", "PUT", ""),
+        &preflight(
+            "/v1/x",
+            "api.example.com",
+            "https://app.example.com",
+            "PUT",
+            "",
+        ),
     );
     assert_eq!(answered.status, 204);
 }
