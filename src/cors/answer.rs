@@ -101,15 +101,17 @@ pub struct Answer<'p> {
     private_network: bool,
     /// The request carried `Access-Control-Request-Private-Network` (any value); known once
     /// the preflight is parsed (not for `no_rule` or `malformed`).
-    pub(super) private_network_asked: bool,
+    private_network_asked: bool,
 }
 
 impl<'p> Answer<'p> {
+    /// `private_network`: (the preflight asks for private network access, it carried the
+    /// `Access-Control-Request-Private-Network` line at all).
     pub(crate) fn new(
         policy: &'p Policy,
         outcome: Outcome,
         rule: Option<usize>,
-        private_network: bool,
+        (private_network, private_network_asked): (bool, bool),
     ) -> Self {
         // DESIGN 4.4: with `debug`, a method or headers denial for an allowed origin answers
         // 204 with the allowed lists, so the browser's own console names the culprit.
@@ -126,7 +128,7 @@ impl<'p> Answer<'p> {
             policy,
             grants,
             private_network,
-            private_network_asked: false,
+            private_network_asked,
         }
     }
 

@@ -33,13 +33,13 @@ pub fn decide<'p, H: Fields + ?Sized>(
         if policy.forwards_unmatched() {
             return Decision::Forward;
         }
-        return deny(policy, Reason::NoRule, None, false);
+        return deny(policy, Reason::NoRule, None, (false, false));
     }
     // Malformed input is judged after scope: a URL no rule covers is `no_rule` whatever its
     // headers say, as the README states.
     let preflight = match request::parse(request.headers) {
         Ok(preflight) => preflight,
-        Err(_) => return deny(policy, Reason::Malformed, None, false),
+        Err(_) => return deny(policy, Reason::Malformed, None, (false, false)),
     };
     let mut best: Option<(Verdict, usize)> = None;
     policy.for_each_candidate(preflight.origin, host, request.path, |index| {
@@ -53,9 +53,10 @@ pub fn decide<'p, H: Fields + ?Sized>(
             best = Some((verdict, index));
         }
     });
-    let private_network = preflight.private_network;
-    let decision = match best {
-        None => deny(policy, Reason::Origin, None, false),
+    // Asked for, and whether a line was sent at all (counted: PNA is legacy).
+    let private_network = (preflight.private_network, preflight.private_network_asked);
+    match best {
+        None => deny(policy, Reason::Origin, None, private_network),
         Some((Verdict::MethodDenied, i)) => deny(policy, Reason::Method, Some(i), private_network),
         Some((Verdict::HeadersDenied, i)) => {
             deny(policy, Reason::Headers, Some(i), private_network)
@@ -66,13 +67,6 @@ pub fn decide<'p, H: Fields + ?Sized>(
             Some(i),
             private_network,
         )),
-    };
-    match decision {
-        Decision::Answer(mut answer) => {
-            answer.private_network_asked = preflight.private_network_asked;
-            Decision::Answer(answer)
-        }
-        other => other,
     }
 }
 
@@ -80,7 +74,7 @@ fn deny(
     policy: &Policy,
     reason: Reason,
     rule: Option<usize>,
-    private_network: bool,
+    private_network: (bool, bool),
 ) -> Decision<'_> {
     Decision::Answer(Answer::new(
         policy,

@@ -75,7 +75,8 @@ impl WireAnswers {
                         if private_network && !rule.private_network {
                             continue;
                         }
-                        let answer = Answer::new(policy, outcome, Some(index), private_network);
+                        let answer =
+                            Answer::new(policy, outcome, Some(index), (private_network, false));
                         four[variant(outcome == Outcome::Allowed, private_network)] =
                             Some(Template::render(&answer));
                     }
@@ -83,8 +84,14 @@ impl WireAnswers {
                 four
             })
             .collect();
-        let denial =
-            |reason| Template::render(&Answer::new(policy, Outcome::Denied(reason), None, false));
+        let denial = |reason| {
+            Template::render(&Answer::new(
+                policy,
+                Outcome::Denied(reason),
+                None,
+                (false, false),
+            ))
+        };
         WireAnswers {
             rules,
             denials: [
