@@ -23,12 +23,11 @@ use http::header::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::access::Started;
 use super::handler::{Context, log_denial};
-use crate::access_log::{self, AccessLog, Entry, Kind};
 use crate::conn::{Connection, FinishWatch};
-use crate::cors::{self, DATE_LEN, Decision, Fields, Outcome};
+use crate::cors::{self, DATE_LEN, Decision, Fields};
 use crate::fetch::ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK;
-use crate::metrics::NO_RULE_LABEL;
 use crate::syntax::{is_pchar, is_valid_authority, trim_ows};
 
 /// Header lines the fast path reads. A head with more goes to hyper (which has its own
@@ -67,7 +66,7 @@ pub(super) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
     max_buf: usize,
     max_lines: usize,
 ) -> std::io::Result<Ended> {
-    let log = context.access_log.as_deref();
+    let log = context.access_log.as_ref();
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::new();
     let slots = max_lines.clamp(1, MAX_LINES);
@@ -79,17 +78,12 @@ pub(super) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
             let date = date();
             let mut in_flight = None;
             loop {
-                let timing = timed();
+                let started = timed().then(Instant::now);
                 // With the access log off, one more predictable branch.
-                let started = (timing || log.is_some()).then(Instant::now);
-                let logging = log.zip(started).map(|(log, started)| Logging {
-                    log,
-                    client,
-                    started,
-                });
+                let logging = log.map(|log| Started::new(log, client));
                 match answer(&buf, slots, max_buf, context, &date, &mut out, logging) {
                     Step::Answered(len) => {
-                        if let Some(started) = started.filter(|_| timing) {
+                        if let Some(started) = started {
                             context
                                 .metrics
                                 .preflight_duration
@@ -170,14 +164,6 @@ enum Step {
     HandOver,
 }
 
-/// The access log, as one fast-path answer writes to it.
-struct Logging<'l> {
-    log: &'l AccessLog,
-    client: SocketAddr,
-    /// When the answer's head began to be parsed.
-    started: Instant,
-}
-
 /// Parses the head at the start of `buf` and answers it if it is a bodiless preflight the
 /// fast path fully understands.
 #[inline]
@@ -188,7 +174,7 @@ fn answer(
     context: &Context,
     date: &[u8; DATE_LEN],
     out: &mut Vec<u8>,
-    logging: Option<Logging<'_>>,
+    logging: Option<Started<'_>>,
 ) -> Step {
     // Left uninitialised: httparse writes the lines it parses and hands back only those, so
     // a request pays for its own lines, not for 128 (as hyper does).
@@ -250,26 +236,8 @@ fn answer(
     }
     active.counters.count(&answer);
     log_denial(&answer, &view);
-    if let Some(logging) = logging
-        && (answer.outcome != Outcome::Allowed || logging.log.sampled())
-    {
-        logging.log.write(&Entry {
-            time: access_log::now(),
-            client: logging.client,
-            protocol: Some("HTTP/1.1"),
-            method: Some(b"OPTIONS"),
-            host: Some(host),
-            path: Some(path.as_bytes()),
-            status: answer.status().as_u16(),
-            bytes: answer.body().len() as u64,
-            duration: Some(logging.started.elapsed()),
-            kind: Kind::Preflight,
-            rule: Some(answer.rule().map_or(NO_RULE_LABEL, |r| r.name.as_str())),
-            result: Some(answer.outcome.as_str()),
-            request: Some(&head),
-            upstream_status: None,
-            upstream_duration: None,
-        });
+    if let Some(logging) = logging {
+        logging.preflight(http::Version::HTTP_11, &view, &answer);
     }
     Step::Answered(len)
 }
