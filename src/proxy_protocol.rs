@@ -146,4 +146,31 @@ mod tests {
             Err(ProxyHeaderError::Closed)
         );
     }
+
+    /// The caps: a v2 header announcing more than 4 KiB is refused at 4 KiB read, never
+    /// buffered to its announced 64 KiB; a v1 line past 107 bytes is refused at once.
+    #[tokio::test]
+    async fn headers_past_their_caps_are_refused_without_reading_further() {
+        let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\xff\xff".to_vec();
+        v2.extend(std::iter::repeat_n(0u8, 5000));
+        assert_eq!(parse(&v2).await, Err(ProxyHeaderError::TooLong));
+        let mut v1 = b"PROXY ".to_vec();
+        v1.extend(std::iter::repeat_n(b'1', 200));
+        assert!(matches!(
+            parse(&v1).await,
+            Err(ProxyHeaderError::Invalid(_))
+        ));
+        // At the cap, a valid v2 header with TLVs to 3 KiB still passes.
+        let mut tlvs = vec![0x04u8, 0x0b, 0xb8];
+        tlvs.extend(std::iter::repeat_n(0u8, 3000));
+        let length = u16::try_from(12 + tlvs.len()).expect("fits");
+        let mut big = b"\r\n\r\n\0\r\nQUIT\n\x21\x11".to_vec();
+        big.extend_from_slice(&length.to_be_bytes());
+        big.extend_from_slice(&[198, 51, 100, 9, 10, 0, 0, 1, 0x1f, 0x90, 0x01, 0xbb]);
+        big.extend_from_slice(&tlvs);
+        big.extend_from_slice(b"GET");
+        let (address, rest) = parse(&big).await.expect("3 KiB of TLVs");
+        assert_eq!(address, Some("198.51.100.9:8080".parse().expect("addr")));
+        assert_eq!(&rest[..], b"GET");
+    }
 }
