@@ -1193,3 +1193,55 @@ fn shadowed_preflights_are_logged_with_the_rule_the_rules_would_use() {
     );
     assert!(line["upstream_duration"].is_number(), "{line}");
 }
+
+/// `--access-log-buffer` bounds the queue in bytes, not only in lines: with 4 KiB lines, a
+/// 64 KiB buffer holds 16 of them (its 512 slots would hold them all). Behind a stdout
+/// nobody reads, what arrives once it is read is at most the queue, the writer's batch in
+/// flight and the pipe: about 48 lines of 300, the rest dropped and counted.
+#[test]
+fn the_access_log_buffer_bounds_bytes_behind_a_blocked_reader() {
+    let mut edge = Preflightd::start_with_command(
+        |dir| std::fs::write(dir.join("rules.toml"), RULES).expect("rules"),
+        None,
+        &["--access-log", "text", "--access-log-buffer", "65536"],
+        |command| {
+            command.stdout(Stdio::piped());
+        },
+    );
+    let stdout = edge.process.child.stdout.take().expect("stdout");
+    const SENT: usize = 300;
+    let long = "a".repeat(4000);
+    let mut stream = connect(edge.data);
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    for i in 0..SENT {
+        let request = preflight(
+            &format!("/v1/{i}/{long}"),
+            "api.example.com",
+            ALLOWED,
+            "PUT",
+            "",
+        );
+        stream.write_all(request.as_bytes()).expect("write");
+        assert_eq!(read_response(&mut reader).status, 204);
+    }
+    let dropped = || edge.metric("preflightd_access_log_dropped_total") as usize;
+    let received = drain(stdout);
+    let mut lines = 0;
+    let deadline = Instant::now() + WAIT;
+    while lines + dropped() < SENT {
+        assert!(
+            Instant::now() < deadline,
+            "{lines} read + {} dropped",
+            dropped()
+        );
+        if received.recv_timeout(Duration::from_millis(100)).is_ok() {
+            lines += 1;
+        }
+    }
+    assert_eq!(lines + dropped(), SENT);
+    // Queue 64 KiB + batch (64 KiB and one line) + pipe (64 KiB), in 4 KiB lines, with room.
+    assert!(
+        lines <= 64,
+        "{lines} lines of 4 KiB came through a 64 KiB buffer"
+    );
+}
