@@ -28,7 +28,9 @@
 //!   PATCH`, `Access-Control-Allow-Headers: content-type, x-legacy`,
 //!   `Access-Control-Max-Age: 300`, `Vary: Origin`, `X-Upstream: preflight`; from any other
 //!   origin, 204 with only `Vary` and `X-Upstream` (no CORS header: the browser refuses it);
-//!   a preflight to `/slow?ms=N` waits N ms first;
+//!   a preflight to `/slow?ms=N` waits N ms first; one to `/cors-flood` gets a hostile
+//!   answer, 40 KiB of CORS fields (40 `Access-Control-Allow-Origin` lines, 20 KiB of
+//!   `Access-Control-Allow-Headers`), whatever the origin;
 //! - every preflight is counted (`GET /__preflights` answers the count) and recorded in
 //!   `/__log`, but those to paths under `/bulk/` (load tests), which are only counted;
 //! - an actual request from one of those origins gets the origin header (and credentials)
@@ -143,6 +145,28 @@ impl Cors {
     }
 }
 
+impl Cors {
+    /// `/cors-flood`: a hostile application's preflight answer, 40 KiB of CORS fields: 40
+    /// `Access-Control-Allow-Origin` lines of 420 bytes and a 20 KiB
+    /// `Access-Control-Allow-Headers` (under preflightd's 64 KiB upstream head bound).
+    fn flood() -> Response<Body> {
+        let mut response = Response::new(full(Bytes::new()));
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        let h = response.headers_mut();
+        for i in 0..40 {
+            let origin = format!("https://{}{i:02}.flood.example", "a".repeat(400));
+            if let Ok(value) = HeaderValue::from_str(&origin) {
+                h.append("access-control-allow-origin", value);
+            }
+        }
+        let names: Vec<String> = (0..2500).map(|i| format!("x-h{i}")).collect();
+        if let Ok(value) = HeaderValue::from_str(&names.join(",")) {
+            h.insert("access-control-allow-headers", value);
+        }
+        response
+    }
+}
+
 fn full(text: impl Into<Bytes>) -> Body {
     Full::new(text.into()).boxed()
 }
@@ -210,6 +234,9 @@ async fn handle(
             }
             if path == "/slow" {
                 tokio::time::sleep(slow(request.uri())).await;
+            }
+            if path == "/cors-flood" {
+                return Ok(Cors::flood());
             }
             return Ok(cors.preflight(request.headers().get("origin")));
         }

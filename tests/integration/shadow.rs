@@ -836,3 +836,68 @@ fn without_an_upstream_shadow_mode_answers_from_the_rules_and_says_so() {
             .contains("preflightd_shadow_comparisons_total{")
     );
 }
+
+/// A hostile application: 40 KiB of CORS fields in every preflight answer (40
+/// `Access-Control-Allow-Origin` lines of 424 bytes, 19 KiB of `-Allow-Headers`). The client
+/// gets them unchanged; what shadow mode keeps of them is bounded (README, Limits: at most 8
+/// `Access-Control-*` lines per answer, each value cut at 1 KiB), and preflights are
+/// answered meanwhile.
+#[test]
+fn a_hostile_upstreams_cors_fields_reach_the_client_and_are_kept_bounded() {
+    let upstream = Upstream::start_cors(&[]);
+    let edge = Preflightd::start(SHADOW_RULES, Some(&upstream.url()), &[]);
+    // Requests the rules allow (and the flood, with 40 origins, does not): 16 distinct
+    // mismatches, each kept.
+    let mut requests = Vec::new();
+    for origin in ["https://app.example.com", "https://new.example.com"] {
+        for method in ["PUT", "DELETE"] {
+            for headers in ["", "content-type", "x-api-key", "content-type, x-api-key"] {
+                requests.push((origin, method, headers));
+            }
+        }
+    }
+    for (origin, method, headers) in requests {
+        let response = send(
+            edge.data,
+            &preflight("/cors-flood", "api.example.com", origin, method, headers),
+        );
+        assert_eq!(response.status, 204);
+        let origins = response.all("access-control-allow-origin");
+        assert_eq!(origins.len(), 40, "the upstream's lines, unchanged");
+        assert!(
+            origins.iter().all(|o| o.len() == 424),
+            "{:?}",
+            origins[0].len()
+        );
+        // "x-h0,...,x-h2499": 18 889 bytes.
+        assert_eq!(
+            response
+                .header("access-control-allow-headers")
+                .map(str::len),
+            Some(18_889)
+        );
+    }
+    let report = shadow_report(&edge);
+    let mismatches = report["mismatches"].as_array().expect("mismatches");
+    assert_eq!(mismatches.len(), 16, "{report:#}");
+    for mismatch in mismatches {
+        assert_eq!(mismatch["result"], "only_rules_allow");
+        let kept = mismatch["upstream"]["headers"].as_array().expect("headers");
+        assert!(kept.len() <= 8, "{} lines kept", kept.len());
+        for field in kept {
+            let value = field[1].as_str().expect("value");
+            assert!(value.len() <= 1024, "a value of {} bytes kept", value.len());
+        }
+    }
+    let line = edge.process.wait_for_line("shadow mismatch");
+    assert!(line.len() < 32 * 1024, "a log line of {} bytes", line.len());
+    // The edge still answers what the rules answer, in enforce mode or not: the upstream
+    // answers this one, promptly.
+    let started = Instant::now();
+    let probe = send(
+        edge.data,
+        &preflight("/", "api.example.com", "https://app.example.com", "PUT", ""),
+    );
+    assert_eq!(probe.status, 204);
+    assert!(started.elapsed() < Duration::from_millis(500));
+}
