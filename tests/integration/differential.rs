@@ -255,7 +255,7 @@ fn preflight_lines() -> impl Strategy<Value = Vec<(&'static str, Vec<u8>)>> {
 
 #[test]
 fn generated_preflights_get_the_same_answer_from_both_paths() {
-    generated_preflights_against(RULES, 300, |_| {});
+    generated_preflights_against(RULES, 300, None, |_| {});
 }
 
 /// The bucket-model features: a 200 answer (with `content-length: 0`, as hyper writes it),
@@ -282,7 +282,12 @@ headers = ["*", "authorization", "x-*"]
 
 #[test]
 fn generated_preflights_under_bucket_rules_get_the_same_answer_from_both_paths() {
-    let allowed = generated_preflights_against(BUCKET_RULES, 150, |edge| {
+    // A fixed seed: whether a random run of 150 reaches an allowed answer is chance (it
+    // missed once in CI); this one does, and the fixed requests above cover each feature.
+    let seed = Some(proptest::test_runner::TestRng::deterministic_rng(
+        proptest::test_runner::RngAlgorithm::ChaCha,
+    ));
+    let allowed = generated_preflights_against(BUCKET_RULES, 150, seed, |edge| {
         // Each feature answering, so the comparison covers them whatever is generated.
         let fixed: [(&str, Lines); 3] = [
             (
@@ -331,7 +336,12 @@ type Lines<'a> = &'a [(&'a str, &'a [u8])];
 
 /// Runs `cases` generated preflights against `rules` (after `first`), both ways; returns how
 /// many were allowed.
-fn generated_preflights_against(rules: &str, cases: u32, first: impl FnOnce(SocketAddr)) -> usize {
+fn generated_preflights_against(
+    rules: &str,
+    cases: u32,
+    rng: Option<proptest::test_runner::TestRng>,
+    first: impl FnOnce(SocketAddr),
+) -> usize {
     let upstream = Upstream::start();
     let edge = Preflightd::start(rules, Some(&upstream.url()), &[]);
     first(edge.data);
@@ -341,7 +351,10 @@ fn generated_preflights_against(rules: &str, cases: u32, first: impl FnOnce(Sock
         failure_persistence: None,
         ..ProptestConfig::default()
     };
-    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let mut runner = match rng {
+        Some(rng) => proptest::test_runner::TestRunner::new_with_rng(config, rng),
+        None => proptest::test_runner::TestRunner::new(config),
+    };
     let paths = proptest::sample::select(vec!["/creds/x", "/public/y?q=1", "/other", "/"]);
     let hosts = proptest::sample::select(vec!["api.example.com", "api.example.com:8443", "x.test"]);
     runner
